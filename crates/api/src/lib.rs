@@ -1,0 +1,153 @@
+//! coderun's HTTP API. `app(state)` builds the router; the binary serves it.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /execute` | run a program (see [`types::ExecuteBody`]) |
+//! | `GET /health` | cached sandbox self-check; 200 healthy, 503 not |
+//! | `GET /languages` | languages with aliases, versions, availability |
+//! | `GET /` | name, version, languages, endpoints |
+//!
+//! Errors are always JSON `{"detail", "code"}` ([`error::ApiError`]), 404 and 405 included.
+
+pub mod error;
+pub mod types;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use coderun_engine::Engine;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+pub use error::ApiError;
+use types::{ExecuteBody, ExecuteResponse};
+
+/// Largest request body accepted (4 MiB by default).
+pub const DEFAULT_BODY_LIMIT: usize = 4 << 20;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub body_limit: usize,
+}
+
+pub fn app(state: AppState) -> Router {
+    let limit = state.body_limit;
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/languages", get(languages))
+        .route("/execute", post(execute))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// JSON body extractor with the project's own errors: 413 over the body limit, 400 for a body
+/// that is not JSON, 422 for JSON that is not a valid request. The content type is not
+/// checked, so `curl -d` without a header works too.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "request body is over the server's limit; send less code, stdin or files",
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("cannot read the request body: {rejection}"),
+                )
+            }
+        })?;
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            use serde_json::error::Category;
+            match e.classify() {
+                Category::Data => ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_request",
+                    format!("invalid request: {e}"),
+                ),
+                _ => ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_json",
+                    format!("request body is not valid JSON: {e}"),
+                ),
+            }
+        })
+    }
+}
+
+async fn execute(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<ExecuteBody>,
+) -> Result<Json<ExecuteResponse>, ApiError> {
+    let exec = state.engine.execute(body.into()).await?;
+    Ok(Json(exec.into()))
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match state.engine.health() {
+        Some(h) => {
+            let code = if h.healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = json!({
+                "status": if h.healthy { "healthy" } else { "unhealthy" },
+                "backend": h.backend,
+                "sandbox": { "ok": h.sandbox_ok, "error": h.sandbox_error },
+                "checked_at": h.checked_at,
+                "running": state.engine.running(),
+                "queued": state.engine.queued(),
+                "languages": h.languages,
+            });
+            (code, Json(body)).into_response()
+        }
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "starting", "backend": state.engine.backend_name()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn languages(State(state): State<AppState>) -> Response {
+    let langs = state
+        .engine
+        .health()
+        .map(|h| h.languages)
+        .unwrap_or_default();
+    Json(json!({ "languages": langs })).into_response()
+}
+
+async fn index(State(state): State<AppState>) -> Response {
+    Json(json!({
+        "name": "coderun",
+        "version": env!("CARGO_PKG_VERSION"),
+        "description": "Secure code execution: Python, TypeScript and Rust in a native Linux sandbox",
+        "backend": state.engine.backend_name(),
+        "languages": state.engine.language_names(),
+        "endpoints": {
+            "POST /execute": "run a program: {code, language, timeout?, stdin?, args?, files?, memory_mb?, max_processes?, max_output_bytes?, typecheck?}",
+            "GET /health": "sandbox self-check and language availability",
+            "GET /languages": "languages with aliases and versions",
+            "GET /": "this document",
+        },
+    }))
+    .into_response()
+}

@@ -1,0 +1,381 @@
+//! The `coderun` binary: `serve`, `run`, `doctor`, plus two commands for its own use inside
+//! boxes (`__box`, the per-box helper, and `transpile-ts`, the TypeScript compile step).
+
+mod config;
+mod transpile;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use coderun_engine::{Engine, ExecuteRequest, LanguageFile, Status};
+use coderun_sandbox::Backend;
+use coderun_sandbox_linux::{LinuxBackend, LinuxConfig};
+
+use crate::config::Config;
+
+/// Language files built into the binary, used when no languages dir is found.
+const BUILTIN_LANGUAGES: [(&str, &str); 3] = [
+    (
+        "python.toml",
+        include_str!("../../../languages/python.toml"),
+    ),
+    ("rust.toml", include_str!("../../../languages/rust.toml")),
+    (
+        "typescript.toml",
+        include_str!("../../../languages/typescript.toml"),
+    ),
+];
+
+#[derive(Parser)]
+#[command(name = "coderun", version, about = "Secure code execution service")]
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "CODERUN_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8000; 0.0.0.0:8000 to expose it).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Directory of language files.
+        #[arg(long)]
+        languages_dir: Option<PathBuf>,
+    },
+    /// Run one program through the same engine and sandbox, print its output, exit with its code.
+    Run {
+        file: PathBuf,
+        #[arg(long, short)]
+        language: Option<String>,
+        /// File whose content is the program's stdin.
+        #[arg(long)]
+        stdin: Option<PathBuf>,
+        /// Wall-clock limit in seconds.
+        #[arg(long)]
+        timeout: Option<f64>,
+        #[arg(long)]
+        languages_dir: Option<PathBuf>,
+        /// Arguments for the program (after `--`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Check the host: namespaces, cgroups, seccomp, each language runtime.
+    Doctor {
+        #[arg(long)]
+        languages_dir: Option<PathBuf>,
+    },
+    /// (inside a compile box) Transpile every TypeScript file of the work dir.
+    #[command(name = "transpile-ts", hide = true)]
+    TranspileTs {
+        /// Write all outputs as one JSON object {path: code} to this file.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// Also run a type check.
+        #[arg(long)]
+        typecheck: bool,
+    },
+}
+
+fn main() {
+    // The per-box helper: before anything else (no runtime, no threads, no logging set-up).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__box") {
+        std::process::exit(coderun_sandbox_linux::helper::helper_main());
+    }
+    match try_main() {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("coderun: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn try_main() -> anyhow::Result<i32> {
+    let cli = Cli::parse();
+    if let Command::TranspileTs { bundle, typecheck } = &cli.command {
+        return transpile::main(bundle, *typecheck);
+    }
+    init_logging();
+    let config = Config::load(cli.config.as_deref())?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.command {
+            Command::Serve {
+                listen,
+                languages_dir,
+            } => serve(config, listen, languages_dir).await,
+            Command::Run {
+                file,
+                language,
+                stdin,
+                timeout,
+                languages_dir,
+                args,
+            } => run(config, languages_dir, file, language, stdin, timeout, args).await,
+            Command::Doctor { languages_dir } => doctor(config, languages_dir).await,
+            Command::TranspileTs { .. } => Ok(2),
+        }
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CODERUN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn load_languages(dir: Option<&Path>) -> anyhow::Result<Vec<LanguageFile>> {
+    let exe_repo = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent()?.parent()?.parent().map(|p| p.join("languages")));
+    let candidates: Vec<PathBuf> = match dir {
+        Some(d) => vec![d.to_path_buf()],
+        None => [Some(PathBuf::from("languages")), exe_repo]
+            .into_iter()
+            .flatten()
+            .collect(),
+    };
+    for d in &candidates {
+        if d.is_dir() {
+            tracing::info!(dir = %d.display(), "loading language files");
+            return Ok(coderun_engine::language::load_dir(d)?);
+        }
+    }
+    if dir.is_some() {
+        bail!("languages dir {} does not exist", candidates[0].display());
+    }
+    tracing::info!("using the built-in language files");
+    BUILTIN_LANGUAGES
+        .iter()
+        .map(|(name, text)| Ok(LanguageFile::parse(text, Path::new(name))?))
+        .collect()
+}
+
+struct Service {
+    engine: Arc<Engine>,
+    backend: Arc<LinuxBackend>,
+}
+
+fn build(config: &Config, languages_dir: Option<&Path>) -> anyhow::Result<Service> {
+    let exe = std::env::current_exe().context("cannot find the coderun binary")?;
+    let mut lc = LinuxConfig::with_defaults(exe.clone());
+    lc.state_root = config.sandbox.state_dir.clone();
+    lc.data_dir = config.sandbox.data_dir.clone();
+    lc.uid_base = config.sandbox.uid_base;
+    lc.uid_slots = config.sandbox.uid_slots;
+    if let Some(p) = &config.sandbox.seccomp_policy {
+        lc.seccomp_policy = std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read seccomp policy {}", p.display()))?;
+    }
+    let backend = Arc::new(LinuxBackend::new(lc).context("cannot set up the native sandbox")?);
+    let langs = load_languages(languages_dir.or(config.server.languages_dir.as_deref()))?;
+    let scratch = backend.instance_dir().join("artifacts");
+    let engine = Engine::new(
+        backend.clone() as Arc<dyn Backend>,
+        config.engine.clone(),
+        langs,
+        &exe,
+        scratch,
+    )?;
+    Ok(Service {
+        engine: Arc::new(engine),
+        backend,
+    })
+}
+
+async fn serve(
+    mut config: Config,
+    listen: Option<std::net::SocketAddr>,
+    languages_dir: Option<PathBuf>,
+) -> anyhow::Result<i32> {
+    if let Some(l) = listen {
+        config.server.listen = l;
+    }
+    let service = build(&config, languages_dir.as_deref())?;
+    let health = service.engine.self_check().await;
+    for l in &health.languages {
+        match (&l.version, &l.error) {
+            (Some(v), _) => tracing::info!(language = %l.name, version = %v, "language ready"),
+            (None, e) => tracing::warn!(language = %l.name, error = ?e, "language unavailable"),
+        }
+    }
+    if !health.sandbox_ok {
+        tracing::error!(error = ?health.sandbox_error, "sandbox self-check failed: /health reports unhealthy");
+    }
+    service.engine.spawn_self_check_loop();
+    let app = coderun_api::app(coderun_api::AppState {
+        engine: service.engine.clone(),
+        body_limit: config.server.body_limit_bytes,
+    });
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, instance = service.backend.instance_id(), "coderun listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    tracing::info!("shutting down");
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn run(
+    config: Config,
+    languages_dir: Option<PathBuf>,
+    file: PathBuf,
+    language: Option<String>,
+    stdin: Option<PathBuf>,
+    timeout: Option<f64>,
+    args: Vec<String>,
+) -> anyhow::Result<i32> {
+    let service = build(&config, languages_dir.as_deref())?;
+    let code = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let language = match language {
+        Some(l) => l,
+        None => {
+            let ext = file.extension().and_then(|e| e.to_str()).unwrap_or("");
+            service
+                .engine
+                .language_for_extension(ext)
+                .with_context(|| {
+                    format!(
+                        "cannot tell the language of {}; pass --language",
+                        file.display()
+                    )
+                })?
+        }
+    };
+    let stdin = match stdin {
+        Some(p) => Some(
+            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let exec = service
+        .engine
+        .execute(ExecuteRequest {
+            code,
+            language,
+            timeout_s: timeout,
+            stdin,
+            args,
+            ..Default::default()
+        })
+        .await?;
+    use std::io::Write;
+    if exec.status == Status::CompileError {
+        eprint!("{}", exec.error.unwrap_or_default());
+        return Ok(1);
+    }
+    print!("{}", exec.stdout);
+    eprint!("{}", exec.stderr);
+    std::io::stdout().flush()?;
+    if exec.status != Status::Ok && exec.status != Status::RuntimeError {
+        if let Some(e) = &exec.error {
+            eprintln!("coderun: {}", e.lines().next().unwrap_or(""));
+        }
+    }
+    Ok(match (exec.status, exec.exit_code, &exec.signal) {
+        (Status::Timeout, _, _) => 124,
+        (_, Some(c), _) => c,
+        (_, None, _) => 137,
+    })
+}
+
+async fn doctor(config: Config, languages_dir: Option<PathBuf>) -> anyhow::Result<i32> {
+    let mut failed = false;
+    let print = |ok: bool, name: &str, detail: &str, fix: Option<&str>| {
+        println!("[{}] {name}: {detail}", if ok { " ok " } else { "FAIL" });
+        if let Some(fix) = fix {
+            println!("       fix: {fix}");
+        }
+    };
+    for c in coderun_sandbox_linux::host_checks() {
+        failed |= !c.ok;
+        print(c.ok, &c.name, &c.detail, c.fix.as_deref());
+    }
+    let service = match build(&config, languages_dir.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            print(
+                false,
+                "sandbox",
+                &format!("{e:#}"),
+                Some("see the checks above"),
+            );
+            return Ok(1);
+        }
+    };
+    match service.backend.cgroup_version() {
+        Some(coderun_sandbox_linux::cgroup::Version::V1) => {
+            print(
+                true,
+                "cgroup v1",
+                "memory, pids, cpu, cpuacct usable (instance cgroup created)",
+                None,
+            );
+            print(true, "cgroup v2", "not verified on this host (v1 is in use; v2 support is tested only against a temp-dir hierarchy)", None);
+        }
+        Some(coderun_sandbox_linux::cgroup::Version::V2) => {
+            print(
+                true,
+                "cgroup v2",
+                "memory, pids, cpu usable (instance cgroup created)",
+                None,
+            );
+        }
+        None => {}
+    }
+    let health = service.engine.self_check().await;
+    let detail = if health.sandbox_ok {
+        "a real box ran (user/pid/mount/net/ipc/uts/cgroup namespaces, seccomp, rlimits)"
+            .to_string()
+    } else {
+        health.sandbox_error.clone().unwrap_or_default()
+    };
+    failed |= !health.sandbox_ok;
+    print(
+        health.sandbox_ok,
+        "sandbox self-check",
+        &detail,
+        (!health.sandbox_ok)
+            .then_some("run `coderun doctor` as root on a kernel with user namespaces"),
+    );
+    for l in &health.languages {
+        failed |= !l.available;
+        match (&l.version, &l.error) {
+            (Some(v), _) => print(true, &format!("language {}", l.name), v, None),
+            (None, e) => print(
+                false,
+                &format!("language {}", l.name),
+                e.as_deref().unwrap_or("unavailable"),
+                Some("install the runtime or fix its language file"),
+            ),
+        }
+    }
+    Ok(i32::from(failed))
+}

@@ -1,0 +1,369 @@
+//! The execution engine: languages, limits, admission and the compile → run pipeline.
+//!
+//! It knows nothing of HTTP and makes no system calls of its own: every program (and every
+//! compiler) runs through a [`coderun_sandbox::Backend`]. The only host commands it runs are
+//! the language files' `locate` commands, once at start-up, to find runtimes.
+
+pub mod config;
+pub mod language;
+mod pipeline;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use coderun_sandbox::{Backend, RuntimeMount, SandboxError};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+pub use config::EngineConfig;
+pub use language::LanguageFile;
+
+/// The name under which a language file may ask for the `coderun` binary itself (used by
+/// TypeScript, whose transpiler is built into coderun and runs inside the compile box).
+pub const SELF_RUNTIME: &str = "coderun";
+
+/// One execution as the engine receives it (already decoded from JSON by the API).
+#[derive(Debug, Clone, Default)]
+pub struct ExecuteRequest {
+    pub code: String,
+    pub language: String,
+    pub timeout_s: Option<f64>,
+    pub stdin: Option<String>,
+    pub args: Vec<String>,
+    pub files: Vec<(String, String)>,
+    pub memory_mb: Option<u64>,
+    pub max_processes: Option<u64>,
+    pub output_bytes: Option<u64>,
+    pub typecheck: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    CompileError,
+    RuntimeError,
+    Timeout,
+    MemoryLimit,
+    OutputLimit,
+}
+
+/// What happened, ready to be serialised by the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Execution {
+    pub status: Status,
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub error: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub compile_output: Option<String>,
+    pub compile_time: Option<f64>,
+    pub wall_time: f64,
+    pub cpu_time: f64,
+    pub memory_kb: u64,
+    pub truncated: bool,
+    pub language: String,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("{field}: {message}")]
+    InvalidRequest { field: String, message: String },
+    #[error("language '{requested}' is not supported; supported: {}", supported.join(", "))]
+    UnsupportedLanguage {
+        requested: String,
+        supported: Vec<String>,
+    },
+    #[error("language '{language}' is not available on this server: {reason}")]
+    LanguageUnavailable { language: String, reason: String },
+    #[error("the server is at capacity ({running} running, {queued} queued); retry in {retry_after_s} s")]
+    Overloaded {
+        running: usize,
+        queued: usize,
+        retry_after_s: u64,
+    },
+    #[error("sandbox failure: {0}")]
+    Sandbox(#[from] SandboxError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> EngineError {
+    EngineError::InvalidRequest {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+/// A language with its runtimes resolved on this host.
+#[derive(Debug)]
+pub(crate) struct Language {
+    pub file: LanguageFile,
+    /// Runtime name → its mount, or why it could not be found.
+    pub mounts: BTreeMap<String, Result<RuntimeMount, String>>,
+}
+
+impl Language {
+    fn mounts_for(&self, names: &[String]) -> Result<Vec<RuntimeMount>, EngineError> {
+        names
+            .iter()
+            .map(|n| match self.mounts.get(n) {
+                Some(Ok(m)) => Ok(m.clone()),
+                Some(Err(reason)) => Err(EngineError::LanguageUnavailable {
+                    language: self.file.name.clone(),
+                    reason: reason.clone(),
+                }),
+                None => Err(EngineError::Internal(format!("runtime {n} not resolved"))),
+            })
+            .collect()
+    }
+
+    fn all_mounts(&self) -> Result<Vec<RuntimeMount>, EngineError> {
+        let names: Vec<String> = self.mounts.keys().cloned().collect();
+        self.mounts_for(&names)
+    }
+}
+
+/// Per-language health as `/health` and `/languages` show it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LanguageHealth {
+    pub name: String,
+    pub display_name: String,
+    pub aliases: Vec<String>,
+    pub compiled: bool,
+    pub available: bool,
+    pub version: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    pub healthy: bool,
+    pub backend: String,
+    pub sandbox_ok: bool,
+    pub sandbox_error: Option<String>,
+    /// Unix seconds of the self-check this reports.
+    pub checked_at: u64,
+    pub languages: Vec<LanguageHealth>,
+}
+
+pub struct Engine {
+    backend: Arc<dyn Backend>,
+    config: EngineConfig,
+    languages: Vec<Language>,
+    slots: Arc<Semaphore>,
+    running: AtomicUsize,
+    waiting: AtomicUsize,
+    health: RwLock<Option<Health>>,
+    scratch: PathBuf,
+    counter: AtomicU64,
+}
+
+impl Engine {
+    /// Resolves every language's runtimes on this host. `self_exe` is the coderun binary
+    /// (mounted for languages that use the [`SELF_RUNTIME`]); `scratch` is a host directory
+    /// owned by the service for compiler artefacts.
+    pub fn new(
+        backend: Arc<dyn Backend>,
+        config: EngineConfig,
+        files: Vec<LanguageFile>,
+        self_exe: &Path,
+        scratch: PathBuf,
+    ) -> Result<Engine, EngineError> {
+        config
+            .validate()
+            .map_err(|m| EngineError::Internal(format!("invalid engine config: {m}")))?;
+        std::fs::create_dir_all(&scratch).map_err(|e| {
+            EngineError::Internal(format!("cannot create {}: {e}", scratch.display()))
+        })?;
+        let languages = files
+            .into_iter()
+            .map(|file| {
+                let mut mounts = BTreeMap::new();
+                for (name, def) in &file.runtimes {
+                    mounts.insert(name.clone(), pipeline::resolve_runtime(name, def));
+                }
+                let needs_self = file
+                    .run
+                    .runtimes
+                    .iter()
+                    .chain(file.compile.iter().flat_map(|c| c.runtimes.iter()))
+                    .any(|r| r == SELF_RUNTIME);
+                if needs_self {
+                    mounts.insert(SELF_RUNTIME.to_string(), pipeline::self_mount(self_exe));
+                }
+                Language { file, mounts }
+            })
+            .collect();
+        let slots = Arc::new(Semaphore::new(config.effective_concurrency()));
+        Ok(Engine {
+            backend,
+            config,
+            languages,
+            slots,
+            running: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
+            health: RwLock::new(None),
+            scratch,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    pub fn language_names(&self) -> Vec<String> {
+        self.languages.iter().map(|l| l.file.name.clone()).collect()
+    }
+
+    /// The language for a request's `language` field (case-insensitive, aliases accepted).
+    fn language(&self, requested: &str) -> Result<&Language, EngineError> {
+        let wanted = requested.trim().to_ascii_lowercase();
+        self.languages
+            .iter()
+            .find(|l| l.file.answers_to(&wanted))
+            .ok_or_else(|| EngineError::UnsupportedLanguage {
+                requested: requested.to_string(),
+                supported: self.language_names(),
+            })
+    }
+
+    /// Maps a file extension (`py`) to a language name, for `coderun run FILE`.
+    pub fn language_for_extension(&self, ext: &str) -> Option<String> {
+        self.languages
+            .iter()
+            .find(|l| {
+                l.file
+                    .extensions
+                    .iter()
+                    .any(|e| e.eq_ignore_ascii_case(ext))
+            })
+            .map(|l| l.file.name.clone())
+    }
+
+    /// Runs one request through admission, compile and run.
+    pub async fn execute(&self, req: ExecuteRequest) -> Result<Execution, EngineError> {
+        let lang = self.language(&req.language)?;
+        let plan = pipeline::plan(self, lang, &req)?;
+        let _permit = self.admit().await?;
+        self.running.fetch_add(1, Ordering::Relaxed);
+        let res = pipeline::execute(self, lang, plan).await;
+        self.running.fetch_sub(1, Ordering::Relaxed);
+        if let Err(e) = &res {
+            tracing::error!(language = %lang.file.name, error = %e, "execution failed");
+        }
+        res
+    }
+
+    async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, EngineError> {
+        if let Ok(p) = self.slots.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+        if queued >= self.config.queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(EngineError::Overloaded {
+                running: self.running.load(Ordering::Relaxed),
+                queued,
+                retry_after_s: 1,
+            });
+        }
+        let permit = self.slots.clone().acquire_owned().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.map_err(|e| EngineError::Internal(e.to_string()))
+    }
+
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    pub fn queued(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// The last self-check (None before the first one finished).
+    pub fn health(&self) -> Option<Health> {
+        self.health
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs every language's version command in a real box and caches the result.
+    pub async fn self_check(&self) -> Health {
+        let health = pipeline::self_check(self).await;
+        *self.health.write().unwrap_or_else(|p| p.into_inner()) = Some(health.clone());
+        health
+    }
+
+    /// Refreshes the self-check every `self_check_interval_s` until the engine is dropped.
+    pub fn spawn_self_check_loop(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let every = std::time::Duration::from_secs(self.config.self_check_interval_s.max(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(engine) = weak.upgrade() else { return };
+                engine.self_check().await;
+            }
+        });
+    }
+
+    fn scratch_file(&self, what: &str) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.scratch
+            .join(format!("{what}-{}-{n}", std::process::id()))
+    }
+}
+
+/// Names of the common signals, for the response's `signal` field.
+pub fn signal_name(sig: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    match usize::try_from(sig).ok().and_then(|i| NAMES.get(i)) {
+        Some(name) if !name.is_empty() => name.to_string(),
+        _ => format!("SIG{sig}"),
+    }
+}

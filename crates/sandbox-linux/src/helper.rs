@@ -1,0 +1,564 @@
+//! The box helper: one short-lived process per box, `coderun __box`, started by the server.
+//!
+//! It is a fresh, single-threaded process (never a fork of the multithreaded server), so it
+//! may allocate freely between its own fork-like clone and the box's exec. It:
+//! 1. takes a host uid slot and creates the box's state dir and cgroup,
+//! 2. clones init into new namespaces (see [`crate::confine`]), maps ids, adds init to the
+//!    cgroup and lets it go,
+//! 3. supervises: feeds stdin, reads stdout/stderr up to their caps, enforces the wall-clock
+//!    limit and the cgroup CPU-time limit, and kills init (so the whole pid namespace) on any
+//!    limit,
+//! 4. reads peak memory and OOM kills from the cgroup, removes the cgroup and the state dir,
+//! 5. writes a [`Report`] to stdout and exits.
+//!
+//! It does not die with the server: if the server is killed, the helper still ends its box
+//! within the box's wall limit and cleans up; the server's start-up sweep covers a helper that
+//! was killed too.
+
+use std::ffi::CString;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use coderun_sandbox::{FileSource, LimitHit, Termination};
+
+use crate::cgroup::{BoxCgroup, CgroupLimits};
+use crate::confine::{self, InitMessage, InputContent, Plan};
+use crate::protocol::{self, Report, ReportError, ReportOutcome, Request};
+use crate::rlimit::Rlimits;
+use crate::rootfs::RootPlan;
+use crate::sys::{self, close, cvt};
+use crate::uids::Slot;
+use crate::{files, namespaces, seccomp};
+
+/// How long set-up (clone to exec) may take before the box is abandoned.
+const SETUP_TIMEOUT_US: u64 = 20_000_000;
+/// How often the cgroup CPU counter is read.
+const TICK_MS: i32 = 10;
+
+/// Entry point of `coderun __box`. Returns the process exit code.
+pub fn helper_main() -> i32 {
+    // Writing to a pipe whose reader died must be an error, not a signal. (The program gets
+    // default dispositions back before its exec.)
+    // SAFETY: setting a disposition to SIG_IGN is always valid.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    let mut input = io::stdin().lock();
+    let request = protocol::read_frame(&mut input)
+        .and_then(|b| serde_json::from_slice::<Request>(&b).map_err(io::Error::from));
+    let stdin_data = protocol::read_frame(&mut input);
+    drop(input);
+    let (result, stdout, stderr) = match (request, stdin_data) {
+        (Ok(req), Ok(stdin)) => match run(req, stdin) {
+            Ok((outcome, out, err)) => (Ok(outcome), out, err),
+            Err(e) => (Err(e), Vec::new(), Vec::new()),
+        },
+        (Err(e), _) | (_, Err(e)) => (
+            Err(ReportError {
+                step: "read request".into(),
+                message: e.to_string(),
+            }),
+            Vec::new(),
+            Vec::new(),
+        ),
+    };
+    let report = Report { result };
+    let mut out = io::stdout().lock();
+    let header = serde_json::to_vec(&report).unwrap_or_default();
+    let written = protocol::write_frame(&mut out, &header)
+        .and_then(|_| protocol::write_frame(&mut out, &stdout))
+        .and_then(|_| protocol::write_frame(&mut out, &stderr))
+        .and_then(|_| out.flush());
+    i32::from(written.is_err())
+}
+
+fn fail(step: &str) -> impl FnOnce(io::Error) -> ReportError + '_ {
+    move |e| ReportError {
+        step: step.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn fail_msg(step: &str, message: impl std::fmt::Display) -> ReportError {
+    ReportError {
+        step: step.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Removes the box's state dir and cgroup however `run` ends.
+struct Cleanup {
+    box_dir: std::path::PathBuf,
+    cgroup: Option<BoxCgroup>,
+    init: Option<libc::pid_t>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(pid) = self.init.take() {
+            let _ = sys::kill(pid, libc::SIGKILL);
+            let mut status = 0;
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+        }
+        if let Some(cg) = self.cgroup.take() {
+            if let Err(e) = cg.kill_all().and_then(|_| cg.remove()) {
+                eprintln!("coderun box: cgroup cleanup failed: {e}");
+            }
+        }
+        // The root mountpoint saw mounts only inside the box's mount namespace, which is gone:
+        // on the host it is an empty directory. remove_dir never follows a symlink.
+        let _ = fs::remove_dir(self.box_dir.join("root"));
+        let _ = fs::remove_file(self.box_dir.join("helper.pid"));
+        if let Err(e) = fs::remove_dir(&self.box_dir) {
+            if e.kind() != io::ErrorKind::NotFound {
+                eprintln!("coderun box: cannot remove {}: {e}", self.box_dir.display());
+            }
+        }
+    }
+}
+
+type RunResult = Result<(ReportOutcome, Vec<u8>, Vec<u8>), ReportError>;
+
+fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
+    let spec = &req.spec;
+    let limits = &spec.limits;
+    if spec.argv.is_empty() {
+        return Err(fail_msg("spec", "argv is empty"));
+    }
+    for f in &spec.files {
+        files::validate_relative(&f.path).map_err(|m| fail_msg("spec", m))?;
+    }
+    let slot =
+        Slot::acquire(&req.uid_lock_dir, req.uid_base, req.uid_slots).map_err(fail("uid slot"))?;
+
+    let box_dir = req.instance_dir.join("boxes").join(&req.box_name);
+    fs::create_dir(&box_dir).map_err(fail("create box dir"))?;
+    let mut cleanup = Cleanup {
+        box_dir: box_dir.clone(),
+        cgroup: None,
+        init: None,
+    };
+    fs::write(box_dir.join("helper.pid"), std::process::id().to_string())
+        .map_err(fail("write helper.pid"))?;
+    let root = box_dir.join("root");
+    fs::create_dir(&root).map_err(fail("create root mountpoint"))?;
+
+    if let Some((layout, instance)) = &req.cgroup {
+        let cg_limits = CgroupLimits {
+            memory_bytes: limits.memory_mb << 20,
+            pids_max: limits.max_processes,
+            cpu_quota_us: limits.cpu_millicores * 100,
+            cpu_period_us: 100_000,
+        };
+        let cg = layout
+            .open_instance(instance)
+            .create_box(&req.box_name, &cg_limits)
+            .map_err(|e| fail_msg("cgroup", e))?;
+        cleanup.cgroup = Some(cg);
+    }
+
+    // Inputs: inline bytes, or host files opened here (never followed through a symlink).
+    let mut held: Vec<OwnedFd> = Vec::new();
+    let mut inputs = Vec::new();
+    for f in &spec.files {
+        let content = match &f.source {
+            FileSource::Inline(s) => InputContent::Bytes(s.clone().into_bytes()),
+            FileSource::Host(path) => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(path)
+                    .map_err(fail("open host input file"))?;
+                let fd: OwnedFd = file.into();
+                let raw = fd.as_raw_fd();
+                held.push(fd);
+                InputContent::Fd(raw)
+            }
+        };
+        inputs.push((f.path.clone(), content, f.executable));
+    }
+    let collect_file = match &spec.collect {
+        Some(c) => {
+            files::validate_relative(&c.path).map_err(|m| fail_msg("spec", m))?;
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o755)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                .open(&c.host_path)
+                .map_err(fail("create collect file"))?;
+            Some((c.path.clone(), file, c.max_bytes))
+        }
+        None => None,
+    };
+
+    let filter = seccomp::compile(&req.seccomp_policy).map_err(|e| fail_msg("seccomp", e))?;
+    let cstrings = |v: &mut dyn Iterator<Item = String>| -> Result<Vec<CString>, ReportError> {
+        v.map(|s| CString::new(s).map_err(|_| fail_msg("spec", "NUL byte in argv or env")))
+            .collect()
+    };
+    let argv = cstrings(&mut spec.argv.iter().cloned())?;
+    let envp = cstrings(&mut spec.env.iter().map(|(k, v)| format!("{k}={v}")))?;
+
+    let (stdin_r, stdin_w) = sys::pipe().map_err(fail("pipe"))?;
+    let (stdout_r, stdout_w) = sys::pipe().map_err(fail("pipe"))?;
+    let (stderr_r, stderr_w) = sys::pipe().map_err(fail("pipe"))?;
+    let (go_r, go_w) = sys::pipe().map_err(fail("pipe"))?;
+    let (report_r, report_w) = sys::pipe().map_err(fail("pipe"))?;
+
+    let plan = Plan {
+        root: RootPlan {
+            root: root.clone(),
+            binds: req.mounts.clone(),
+            workdir_bytes: limits.workdir_mb << 20,
+            workdir_inodes: limits.workdir_inodes,
+            ld_so_cache: fs::read("/etc/ld.so.cache").ok(),
+        },
+        use_cgroup_ns: req.cgroup.is_some(),
+        inputs,
+        collect: collect_file
+            .as_ref()
+            .map(|(p, f, max)| (p.clone(), f.as_raw_fd(), *max)),
+        argv,
+        envp,
+        rlimits: Rlimits::from_limits(limits),
+        filter,
+        stdio: [stdin_r, stdout_w, stderr_w],
+        go: go_r,
+        report: report_w,
+    };
+
+    let pid = namespaces::clone_into_new_namespaces().map_err(fail("clone"))?;
+    if pid == 0 {
+        for fd in [stdin_w, stdout_r, stderr_r, go_w, report_r] {
+            close(fd);
+        }
+        confine::init_main(plan);
+    }
+    cleanup.init = Some(pid);
+    for fd in [stdin_r, stdout_w, stderr_w, go_r, report_w] {
+        close(fd);
+    }
+    drop(plan);
+    // SAFETY: the fds were just created by pipe2 and are owned by nobody else now.
+    let (stdin_w, stdout_r, stderr_r, go_w, report_r) = unsafe {
+        (
+            OwnedFd::from_raw_fd(stdin_w),
+            OwnedFd::from_raw_fd(stdout_r),
+            OwnedFd::from_raw_fd(stderr_r),
+            OwnedFd::from_raw_fd(go_w),
+            OwnedFd::from_raw_fd(report_r),
+        )
+    };
+
+    namespaces::write_id_maps(pid, slot.first).map_err(fail("write uid/gid maps"))?;
+    if let Some(cg) = &cleanup.cgroup {
+        cg.add_process(pid)
+            .map_err(|e| fail_msg("cgroup (add init)", e))?;
+    }
+    sys::write_all(go_w.as_raw_fd(), b"g").map_err(fail("start init"))?;
+    drop(go_w);
+    drop(held);
+
+    let sup = supervise(
+        pid,
+        limits,
+        stdin_data,
+        stdin_w,
+        stdout_r,
+        stderr_r,
+        report_r,
+        cleanup.cgroup.as_ref(),
+    )?;
+    cleanup.init = None;
+
+    let (cpu_time_us, memory_peak_kb, oom) = match &cleanup.cgroup {
+        Some(cg) => (
+            cg.cpu_usage_ns().unwrap_or(0) / 1000,
+            cg.memory_peak_bytes().unwrap_or(0) / 1024,
+            cg.oom_killed().unwrap_or(false),
+        ),
+        None => (0, 0, false),
+    };
+    let mut limit = sup.limit;
+    let termination = sup.termination;
+    if limit.is_none() && oom {
+        limit = Some(LimitHit::Memory);
+    }
+    if limit.is_none()
+        && (termination == Termination::Signaled(libc::SIGXCPU)
+            || cpu_time_us >= limits.cpu_time_ms * 1000)
+    {
+        limit = Some(LimitHit::CpuTime);
+    }
+    let outcome = ReportOutcome {
+        termination,
+        limit,
+        stdout_truncated: sup.stdout_truncated,
+        stderr_truncated: sup.stderr_truncated,
+        wall_time_us: sup.wall_time_us,
+        cpu_time_us,
+        memory_peak_kb,
+        collected: sup.collected,
+    };
+    if let (Some(c), Some((_, file, _))) = (&spec.collect, collect_file) {
+        drop(file);
+        if !outcome.collected {
+            let _ = fs::remove_file(&c.host_path);
+        }
+    }
+    drop(cleanup);
+    drop(slot);
+    Ok((outcome, sup.stdout, sup.stderr))
+}
+
+struct Supervised {
+    termination: Termination,
+    limit: Option<LimitHit>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    stdout_truncated: bool,
+    stderr_truncated: bool,
+    wall_time_us: u64,
+    collected: bool,
+}
+
+/// One output stream being read up to its cap.
+struct Stream {
+    fd: Option<OwnedFd>,
+    buf: Vec<u8>,
+    truncated: bool,
+}
+
+impl Stream {
+    /// Reads what is available; returns true if the cap was passed.
+    fn read(&mut self, cap: usize) -> bool {
+        let Some(fd) = &self.fd else { return false };
+        let mut chunk = [0u8; 65536];
+        loop {
+            // SAFETY: reading into a valid stack buffer.
+            let n = unsafe { libc::read(fd.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+            if n == 0 {
+                self.fd = None;
+                return false;
+            }
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    self.fd = None;
+                }
+                return false;
+            }
+            let n = n as usize;
+            let room = cap.saturating_sub(self.buf.len());
+            self.buf.extend_from_slice(&chunk[..n.min(room)]);
+            if n > room {
+                self.truncated = true;
+                return true;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn supervise(
+    init: libc::pid_t,
+    limits: &coderun_sandbox::Limits,
+    stdin_data: Vec<u8>,
+    stdin_w: OwnedFd,
+    stdout_r: OwnedFd,
+    stderr_r: OwnedFd,
+    report_r: OwnedFd,
+    cgroup: Option<&BoxCgroup>,
+) -> Result<Supervised, ReportError> {
+    // SAFETY: pidfd_open takes a pid and flags.
+    let pidfd =
+        cvt(unsafe { libc::syscall(libc::SYS_pidfd_open, init, 0) }).map_err(fail("pidfd_open"))?;
+    // SAFETY: the kernel just gave us this fd.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+    for fd in [&stdin_w, &stdout_r, &stderr_r, &report_r] {
+        sys::set_nonblocking(fd.as_raw_fd()).map_err(fail("nonblocking pipes"))?;
+    }
+    let cap = limits.output_bytes as usize;
+    let mut stdin_w = if stdin_data.is_empty() {
+        None
+    } else {
+        Some(stdin_w)
+    };
+    let mut stdin_off = 0usize;
+    let mut out = Stream {
+        fd: Some(stdout_r),
+        buf: Vec::new(),
+        truncated: false,
+    };
+    let mut err = Stream {
+        fd: Some(stderr_r),
+        buf: Vec::new(),
+        truncated: false,
+    };
+    let mut report = Stream {
+        fd: Some(report_r),
+        buf: Vec::new(),
+        truncated: false,
+    };
+    let mut init_alive = true;
+    let mut init_status = 0;
+    let setup_deadline = sys::monotonic_us() + SETUP_TIMEOUT_US;
+    let mut started_at: Option<u64> = None;
+    let mut limit: Option<LimitHit> = None;
+    let mut killed = false;
+    let mut exited_at: Option<u64> = None;
+    let wall_us = limits.wall_time_ms * 1000;
+    let cpu_ns = limits.cpu_time_ms * 1_000_000;
+
+    let kill_box = |hit: LimitHit, limit: &mut Option<LimitHit>, killed: &mut bool| {
+        if !*killed {
+            let _ = sys::kill(init, libc::SIGKILL);
+            *killed = true;
+            limit.get_or_insert(hit);
+        }
+    };
+
+    loop {
+        let now = sys::monotonic_us();
+        if !init_alive && (out.fd.is_none() && err.fd.is_none() && report.fd.is_none()) {
+            break;
+        }
+        // After init is gone every writer is dead; give stragglers a moment, then stop.
+        if let Some(t) = exited_at {
+            if now > t + 2_000_000 {
+                break;
+            }
+        }
+        if started_at.is_none() && report.buf.contains(&b'\n') {
+            started_at = Some(now);
+        }
+        match started_at {
+            None if now > setup_deadline && init_alive => {
+                let _ = sys::kill(init, libc::SIGKILL);
+                killed = true;
+            }
+            Some(t) if now > t + wall_us => kill_box(LimitHit::WallTime, &mut limit, &mut killed),
+            _ => {}
+        }
+        if let Some(cg) = cgroup {
+            if started_at.is_some() && cg.cpu_usage_ns().unwrap_or(0) > cpu_ns {
+                kill_box(LimitHit::CpuTime, &mut limit, &mut killed);
+            }
+        }
+
+        let mut pfds = Vec::with_capacity(5);
+        let mut push = |fd: RawFd, events: libc::c_short| {
+            pfds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+        };
+        push(
+            if init_alive { pidfd.as_raw_fd() } else { -1 },
+            libc::POLLIN,
+        );
+        push(out.fd.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN);
+        push(err.fd.as_ref().map_or(-1, |f| f.as_raw_fd()), libc::POLLIN);
+        push(
+            report.fd.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            libc::POLLIN,
+        );
+        push(
+            stdin_w.as_ref().map_or(-1, |f| f.as_raw_fd()),
+            libc::POLLOUT,
+        );
+        // SAFETY: pfds is a valid array of pollfd of the given length.
+        let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, TICK_MS) };
+        if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return Err(fail_msg("poll", io::Error::last_os_error()));
+        }
+        if pfds[1].revents != 0 && out.read(cap) {
+            kill_box(LimitHit::Output, &mut limit, &mut killed);
+        }
+        if pfds[2].revents != 0 && err.read(cap) {
+            kill_box(LimitHit::Output, &mut limit, &mut killed);
+        }
+        if pfds[3].revents != 0 {
+            report.read(1 << 20);
+        }
+        if pfds[4].revents != 0 {
+            if let Some(w) = &stdin_w {
+                let rest = &stdin_data[stdin_off..];
+                // SAFETY: writing from a valid slice.
+                let n = unsafe { libc::write(w.as_raw_fd(), rest.as_ptr().cast(), rest.len()) };
+                if n > 0 {
+                    stdin_off += n as usize;
+                }
+                if (n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock)
+                    || stdin_off >= stdin_data.len()
+                {
+                    stdin_w = None; // EOF for the program (or it closed its stdin).
+                }
+            }
+        }
+        if init_alive && pfds[0].revents != 0 {
+            // SAFETY: reaping our own child; status is a valid out-pointer.
+            let r = unsafe { libc::waitpid(init, &mut init_status, libc::WNOHANG) };
+            if r == init {
+                init_alive = false;
+                exited_at = Some(sys::monotonic_us());
+                stdin_w = None;
+            }
+        }
+    }
+    let exited_at = exited_at.unwrap_or_else(sys::monotonic_us);
+    if init_alive {
+        return Err(fail_msg("supervise", "init did not exit"));
+    }
+
+    let mut finished = None;
+    for line in report.buf.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        match serde_json::from_slice::<InitMessage>(line) {
+            Ok(InitMessage::Failed { step, message }) => {
+                return Err(ReportError { step, message });
+            }
+            Ok(InitMessage::Finished {
+                termination,
+                wall_time_us,
+                collected,
+            }) => {
+                finished = Some((termination, wall_time_us, collected));
+            }
+            Ok(InitMessage::Started) => {}
+            Err(e) => return Err(fail_msg("init report", e)),
+        }
+    }
+    let (termination, wall_time_us, collected) = match finished {
+        Some(f) if limit.is_none() => f,
+        // Killed from outside (a limit): init could not report; the program died by SIGKILL.
+        _ => {
+            let Some(t) = started_at else {
+                return Err(fail_msg(
+                    "set-up",
+                    format!("init ended before exec (wait status {init_status:#x})"),
+                ));
+            };
+            (
+                Termination::Signaled(libc::SIGKILL),
+                exited_at.saturating_sub(t),
+                false,
+            )
+        }
+    };
+    Ok(Supervised {
+        termination,
+        limit,
+        stdout: out.buf,
+        stderr: err.buf,
+        stdout_truncated: out.truncated,
+        stderr_truncated: err.truncated,
+        wall_time_us,
+        collected,
+    })
+}

@@ -1,0 +1,381 @@
+//! The native Linux sandbox: coderun's default backend. No daemon, no setuid helper binary:
+//! the server runs as root and re-executes itself once per box.
+//!
+//! # Theory of operation
+//! Processes, for one box:
+//! ```text
+//! coderun serve (multithreaded, tokio)
+//!   └─ coderun __box        the helper: host root, single-threaded, one per box   (helper.rs)
+//!        └─ init            pid 1 of the box's namespaces, root of its user ns only (confine.rs)
+//!             └─ program    uid 1000 in the box (host uid from a per-box slot), no caps,
+//!                           no_new_privs, seccomp
+//! ```
+//! Pipes: the server writes the request (spec + stdin) to the helper's stdin and reads the
+//! report (outcome + stdout + stderr) from its stdout ([`protocol`]). The helper owns the
+//! program's stdin/stdout/stderr pipes, a "go" pipe to init and a report pipe from init. Only
+//! fds 0-2 are open when the program execs.
+//!
+//! Why a re-executed helper: the server is multithreaded, and mounting, writing uid maps or
+//! compiling seccomp after a fork of it could deadlock on locks held by other threads. The
+//! helper is a fresh process, so all the confinement happens in ordinary code.
+//!
+//! Privileges: the helper is host root (it writes uid maps and cgroups). Init holds
+//! capabilities only inside the box's user namespace (it mounts). The program holds none.
+//!
+//! Cleanup: the program's end (or a limit) ends init; init's end kills the whole pid
+//! namespace; the mount namespace (with the tmpfs) goes with it; the helper then removes the
+//! cgroup and the box's state dir. Nothing the program could have touched is opened by host
+//! code by path: input and output files cross inside the box ([`files`]).
+
+pub mod caps;
+pub mod cgroup;
+pub mod confine;
+pub mod files;
+pub mod helper;
+pub mod instance;
+pub mod namespaces;
+pub mod net;
+pub mod protocol;
+pub mod rlimit;
+pub mod rootfs;
+pub mod seccomp;
+pub mod store;
+pub mod sys;
+pub mod uids;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use coderun_sandbox::{Backend, BoxFuture, BoxSpec, Check, Outcome, SandboxError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cgroup::Layout;
+use crate::instance::Instance;
+use crate::protocol::{Report, Request};
+use crate::store::Store;
+
+/// Settings of the native backend.
+#[derive(Debug, Clone)]
+pub struct LinuxConfig {
+    /// The `coderun` binary, re-executed as `coderun __box` for every box.
+    pub helper_exe: PathBuf,
+    /// Instance state dirs and uid slot locks (`/run/coderun`).
+    pub state_root: PathBuf,
+    /// The runtime store lives in `<data_dir>/runtimes`.
+    pub data_dir: PathBuf,
+    /// First host uid/gid for boxes and the number of box slots (two ids each).
+    pub uid_base: u32,
+    pub uid_slots: u32,
+    pub seccomp_policy: String,
+}
+
+impl LinuxConfig {
+    pub fn with_defaults(helper_exe: PathBuf) -> LinuxConfig {
+        LinuxConfig {
+            helper_exe,
+            state_root: "/run/coderun".into(),
+            data_dir: "/var/lib/coderun".into(),
+            uid_base: 1_500_000,
+            uid_slots: 4096,
+            seccomp_policy: seccomp::DEFAULT_POLICY.to_string(),
+        }
+    }
+}
+
+/// The native backend. Dropping it removes the instance's cgroups and state dir.
+pub struct LinuxBackend {
+    config: LinuxConfig,
+    instance: Instance,
+    cgroup: Option<(Layout, String)>,
+    cgroup_error: Option<String>,
+    store: Arc<Store>,
+    counter: AtomicU64,
+}
+
+impl LinuxBackend {
+    /// Creates this instance's state dir and cgroup, after sweeping dead instances.
+    pub fn new(config: LinuxConfig) -> Result<LinuxBackend, SandboxError> {
+        let setup = |step: &str, e: &dyn std::fmt::Display| SandboxError::Setup {
+            step: step.to_string(),
+            message: e.to_string(),
+        };
+        let instance =
+            Instance::create(&config.state_root).map_err(|e| setup("instance state dir", &e))?;
+        let (cgroup, cgroup_error) = match Layout::detect() {
+            Ok(layout) => match layout.create_instance(&instance.id) {
+                Ok(_) => (Some((layout, instance.id.clone())), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            Err(e) => (None, Some(e.to_string())),
+        };
+        if let Some(err) = &cgroup_error {
+            return Err(setup("cgroups", err));
+        }
+        match instance::sweep(
+            &config.state_root,
+            &instance.id,
+            cgroup.as_ref().map(|c| &c.0),
+        ) {
+            Ok(s) if s.instances > 0 => tracing::info!(
+                instances = s.instances,
+                helpers = s.helpers_killed,
+                cgroups = s.cgroups_removed,
+                "swept what dead instances left behind"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("start-up sweep failed: {e}"),
+        }
+        let store =
+            Store::new(config.data_dir.join("runtimes")).map_err(|e| setup("runtime store", &e))?;
+        Ok(LinuxBackend {
+            config,
+            instance,
+            cgroup,
+            cgroup_error,
+            store: Arc::new(store),
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    pub fn instance_id(&self) -> &str {
+        &self.instance.id
+    }
+
+    /// This instance's state dir (removed when the backend is dropped, swept after a crash).
+    pub fn instance_dir(&self) -> &std::path::Path {
+        &self.instance.dir
+    }
+
+    pub fn cgroup_version(&self) -> Option<cgroup::Version> {
+        self.cgroup.as_ref().map(|(l, _)| l.version)
+    }
+
+    async fn run_box(&self, spec: BoxSpec) -> Result<Outcome, SandboxError> {
+        if spec.argv.is_empty() {
+            return Err(SandboxError::InvalidSpec("argv is empty".into()));
+        }
+        let store = self.store.clone();
+        let mounts_spec = spec.mounts.clone();
+        let mounts = tokio::task::spawn_blocking(move || {
+            mounts_spec
+                .iter()
+                .map(|m| Ok((store.materialize(m)?, m.target.clone())))
+                .collect::<std::io::Result<Vec<_>>>()
+        })
+        .await
+        .map_err(|e| SandboxError::Helper(e.to_string()))?
+        .map_err(|e| SandboxError::Setup {
+            step: "runtime store".into(),
+            message: e.to_string(),
+        })?;
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let box_name = format!("box-{n}-{:06x}", random_u64() as u32 & 0xff_ffff);
+        let backstop = Duration::from_millis(spec.limits.wall_time_ms + 60_000);
+        let stdin = spec.stdin.clone();
+        let request = Request {
+            spec,
+            box_name,
+            instance_dir: self.instance.dir.clone(),
+            uid_lock_dir: self.config.state_root.join("uids"),
+            uid_base: self.config.uid_base,
+            uid_slots: self.config.uid_slots,
+            cgroup: self.cgroup.clone(),
+            mounts,
+            seccomp_policy: self.config.seccomp_policy.clone(),
+        };
+        let header =
+            serde_json::to_vec(&request).map_err(|e| SandboxError::Helper(e.to_string()))?;
+        let mut input = Vec::with_capacity(header.len() + stdin.len() + 16);
+        protocol::write_frame(&mut input, &header)?;
+        protocol::write_frame(&mut input, &stdin)?;
+
+        let mut child = tokio::process::Command::new(&self.config.helper_exe)
+            .arg("__box")
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                SandboxError::Helper(format!(
+                    "cannot start {}: {e}",
+                    self.config.helper_exe.display()
+                ))
+            })?;
+        let mut child_in = child
+            .stdin
+            .take()
+            .ok_or_else(|| SandboxError::Helper("no stdin".into()))?;
+        let mut child_out = child
+            .stdout
+            .take()
+            .ok_or_else(|| SandboxError::Helper("no stdout".into()))?;
+        let mut child_err = child
+            .stderr
+            .take()
+            .ok_or_else(|| SandboxError::Helper("no stderr".into()))?;
+        let talk = async {
+            let write = async {
+                child_in.write_all(&input).await?;
+                drop(child_in);
+                Ok::<_, std::io::Error>(())
+            };
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let (w, o, e) = tokio::join!(
+                write,
+                child_out.read_to_end(&mut out),
+                child_err.read_to_end(&mut err)
+            );
+            o?;
+            e?;
+            // The helper may have refused the request before reading all of it.
+            if let Err(w) = w {
+                if out.is_empty() {
+                    return Err(w);
+                }
+            }
+            let status = child.wait().await?;
+            Ok::<_, std::io::Error>((out, err, status))
+        };
+        let (out, err, status) = match tokio::time::timeout(backstop, talk).await {
+            Ok(res) => res?,
+            Err(_) => {
+                return Err(SandboxError::Helper(format!(
+                    "box helper did not finish within {} s",
+                    backstop.as_secs()
+                )))
+            }
+        };
+        if !err.is_empty() {
+            tracing::warn!(helper_stderr = %String::from_utf8_lossy(&err), "box helper printed errors");
+        }
+        let frames = protocol::split_frames(&out).map_err(|e| {
+            SandboxError::Helper(format!("bad report from box helper ({status}): {e}"))
+        })?;
+        let [header, stdout, stderr] = frames[..] else {
+            return Err(SandboxError::Helper(format!(
+                "box helper ({status}) sent {} frames instead of 3",
+                frames.len()
+            )));
+        };
+        let report: Report = serde_json::from_slice(header)
+            .map_err(|e| SandboxError::Helper(format!("bad report from box helper: {e}")))?;
+        let o = report.result.map_err(|e| SandboxError::Setup {
+            step: e.step,
+            message: e.message,
+        })?;
+        Ok(Outcome {
+            termination: o.termination,
+            limit: o.limit,
+            stdout: stdout.to_vec(),
+            stderr: stderr.to_vec(),
+            stdout_truncated: o.stdout_truncated,
+            stderr_truncated: o.stderr_truncated,
+            wall_time_us: o.wall_time_us,
+            cpu_time_us: o.cpu_time_us,
+            memory_peak_kb: o.memory_peak_kb,
+            collected: o.collected,
+        })
+    }
+}
+
+impl Drop for LinuxBackend {
+    fn drop(&mut self) {
+        if let Some((layout, id)) = &self.cgroup {
+            if let Err(e) = layout.open_instance(id).destroy() {
+                tracing::warn!("removing instance cgroups: {e}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.instance.dir);
+    }
+}
+
+impl Backend for LinuxBackend {
+    fn name(&self) -> &'static str {
+        "linux-native"
+    }
+
+    fn run(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Outcome, SandboxError>> {
+        Box::pin(self.run_box(spec))
+    }
+
+    fn host_checks(&self) -> Vec<Check> {
+        let mut checks = host_checks();
+        checks.push(match (&self.cgroup, &self.cgroup_error) {
+            (Some((layout, _)), _) => Check {
+                name: "cgroups".into(),
+                ok: true,
+                detail: format!("{:?} (instance cgroup created)", layout.version),
+                fix: None,
+            },
+            (None, err) => Check {
+                name: "cgroups".into(),
+                ok: false,
+                detail: err.clone().unwrap_or_default(),
+                fix: Some("mount cgroup v1 memory,pids,cpu,cpuacct or cgroup v2 with those controllers delegated".into()),
+            },
+        });
+        checks
+    }
+}
+
+/// Host facts the backend depends on, readable without creating anything.
+pub fn host_checks() -> Vec<Check> {
+    let mut checks = Vec::new();
+    let root = unsafe_free_geteuid() == 0;
+    checks.push(Check {
+        name: "running as root".into(),
+        ok: root,
+        detail: if root {
+            "euid 0".into()
+        } else {
+            "not root".into()
+        },
+        fix: (!root)
+            .then(|| "run coderun as root (it maps every box to an unprivileged uid)".into()),
+    });
+    let max_userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    checks.push(Check {
+        name: "user namespaces".into(),
+        ok: max_userns > 0,
+        detail: format!("user.max_user_namespaces = {max_userns}"),
+        fix: (max_userns == 0).then(|| "sysctl -w user.max_user_namespaces=10000".into()),
+    });
+    let seccomp = std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Seccomp:")))
+        .unwrap_or(false);
+    checks.push(Check {
+        name: "seccomp".into(),
+        ok: seccomp,
+        detail: if seccomp {
+            "kernel supports seccomp filters".into()
+        } else {
+            "no Seccomp line in /proc/self/status".into()
+        },
+        fix: (!seccomp).then(|| "use a kernel built with CONFIG_SECCOMP_FILTER".into()),
+    });
+    checks
+}
+
+fn unsafe_free_geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail and has no arguments.
+    unsafe { libc::geteuid() }
+}
+
+/// Random bits from the kernel (for names only; not for secrets).
+pub fn random_u64() -> u64 {
+    let mut buf = [0u8; 8];
+    // SAFETY: buf is a valid 8-byte buffer.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n != 8 {
+        return sys::monotonic_us() ^ u64::from(std::process::id());
+    }
+    u64::from_le_bytes(buf)
+}

@@ -1,0 +1,136 @@
+//! The wire format between the server (`LinuxBackend`) and one box helper process.
+//!
+//! The server writes a [`Request`] to the helper's stdin; the helper writes a [`Report`] to its
+//! stdout. Each message is a sequence of frames: an 8-byte little-endian length, then that many
+//! bytes. Request: JSON header, then the program's stdin. Report: JSON header, then stdout, then
+//! stderr. Raw bytes travel outside the JSON so binary output and a megabyte of stdin cost no
+//! escaping.
+
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use coderun_sandbox::{BoxSpec, LimitHit, Termination};
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::Layout;
+
+/// Frames larger than this are refused (stdin and output are capped far below it).
+const MAX_FRAME: u64 = 256 << 20;
+
+/// Everything one helper needs; prepared by the server so the helper decides nothing by itself.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub spec: BoxSpec,
+    /// Unique name of the box: its state dir and its cgroup are called this.
+    pub box_name: String,
+    /// The server instance's state directory (`<state_root>/instances/<instance>`).
+    pub instance_dir: PathBuf,
+    /// Directory of the per-box uid/gid lock files, shared by every instance on the host.
+    pub uid_lock_dir: PathBuf,
+    /// First host uid/gid handed to boxes, and how many box slots exist (two ids per slot).
+    pub uid_base: u32,
+    pub uid_slots: u32,
+    /// Cgroup layout and the server instance's cgroup name; `None` only in tests that cannot
+    /// create cgroups (then the box runs without cgroup limits and says so).
+    pub cgroup: Option<(Layout, String)>,
+    /// Runtime mounts already materialised in the runtime store: (store dir, path in box).
+    pub mounts: Vec<(PathBuf, PathBuf)>,
+    /// The seccomp policy text to compile and install.
+    pub seccomp_policy: String,
+}
+
+/// What the helper answers: either the program's outcome or why the box failed.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub result: Result<ReportOutcome, ReportError>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReportOutcome {
+    pub termination: Termination,
+    pub limit: Option<LimitHit>,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub wall_time_us: u64,
+    pub cpu_time_us: u64,
+    pub memory_peak_kb: u64,
+    pub collected: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReportError {
+    pub step: String,
+    pub message: String,
+}
+
+pub fn write_frame(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+    w.write_all(&(bytes.len() as u64).to_le_bytes())?;
+    w.write_all(bytes)
+}
+
+pub fn read_frame(r: &mut impl Read) -> io::Result<Vec<u8>> {
+    let mut len = [0u8; 8];
+    r.read_exact(&mut len)?;
+    let len = u64::from_le_bytes(len);
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    let mut buf = vec![0u8; len as usize];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// Splits a buffer made of frames (used by the async side, which reads everything first).
+pub fn split_frames(mut buf: &[u8]) -> io::Result<Vec<&[u8]>> {
+    let mut frames = Vec::new();
+    while !buf.is_empty() {
+        if buf.len() < 8 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "truncated frame header",
+            ));
+        }
+        let (head, rest) = buf.split_at(8);
+        let mut len = [0u8; 8];
+        len.copy_from_slice(head);
+        let len = u64::from_le_bytes(len);
+        if len > rest.len() as u64 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "truncated frame",
+            ));
+        }
+        let (frame, rest) = rest.split_at(len as usize);
+        frames.push(frame);
+        buf = rest;
+    }
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"{}").unwrap();
+        write_frame(&mut buf, b"").unwrap();
+        write_frame(&mut buf, &[0xff, 0]).unwrap();
+        let frames = split_frames(&buf).unwrap();
+        assert_eq!(frames, vec![&b"{}"[..], &b""[..], &[0xff, 0][..]]);
+        let mut r = &buf[..];
+        assert_eq!(read_frame(&mut r).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn truncated_frames_are_errors() {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, b"hello").unwrap();
+        assert!(split_frames(&buf[..buf.len() - 1]).is_err());
+        assert!(split_frames(&buf[..4]).is_err());
+    }
+}

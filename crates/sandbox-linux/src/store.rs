@@ -1,0 +1,224 @@
+//! The runtime store: read-only copies of the host's runtimes under the service's data dir.
+//!
+//! A bind mount shows its source path in `/proc/self/mountinfo`, so binding
+//! `/root/.pyenv/versions/3.11.7` would tell every program where the host keeps its home. The
+//! store instead materialises each runtime once as a tree of hard links (a copy where links
+//! are impossible) at `<store>/<name>-<key>`, and boxes bind that. The key hashes the source
+//! path, the include/exclude lists and the identity (inode, size, mtime) of each included
+//! entry, so an upgraded runtime or a rebuilt binary gets a fresh entry. Entries are built in a
+//! temp dir and renamed into place, so concurrent instances never see half an entry.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::fs;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use coderun_sandbox::RuntimeMount;
+
+pub struct Store {
+    root: PathBuf,
+    ready: Mutex<HashMap<RuntimeMount, PathBuf>>,
+}
+
+impl Store {
+    pub fn new(root: PathBuf) -> io::Result<Store> {
+        fs::create_dir_all(&root)?;
+        Ok(Store {
+            root,
+            ready: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The store directory holding `mount`'s files, built on first use.
+    pub fn materialize(&self, mount: &RuntimeMount) -> io::Result<PathBuf> {
+        if let Some(dir) = self.lock().get(mount) {
+            return Ok(dir.clone());
+        }
+        let dir = self.root.join(entry_name(mount)?);
+        if !dir.join(".complete").exists() {
+            self.build(mount, &dir)?;
+        }
+        self.lock().insert(mount.clone(), dir.clone());
+        Ok(dir)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RuntimeMount, PathBuf>> {
+        self.ready.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn build(&self, mount: &RuntimeMount, dir: &Path) -> io::Result<()> {
+        let tmp = self.root.join(format!(
+            ".tmp-{}-{:x}",
+            std::process::id(),
+            crate::random_u64()
+        ));
+        fs::create_dir(&tmp)?;
+        let res = (|| {
+            let includes: Vec<String> = if mount.include.is_empty() {
+                vec![String::new()]
+            } else {
+                mount.include.clone()
+            };
+            for inc in &includes {
+                let src = mount.source.join(inc);
+                if fs::symlink_metadata(&src).is_err() {
+                    continue; // an optional part (e.g. a lib the runtime lacks)
+                }
+                let dst = tmp.join(inc);
+                if let Some(parent) = dst.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+                copy_tree(&src, &dst, Path::new(inc), &mount.exclude)?;
+            }
+            fs::write(tmp.join(".complete"), b"")?;
+            match fs::rename(&tmp, dir) {
+                Ok(()) => Ok(()),
+                // Another instance won the race: its entry is just as good.
+                Err(_) if dir.join(".complete").exists() => fs::remove_dir_all(&tmp),
+                Err(e) => Err(e),
+            }
+        })();
+        if res.is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+        res
+    }
+}
+
+fn entry_name(mount: &RuntimeMount) -> io::Result<String> {
+    let mut h = DefaultHasher::new();
+    mount.hash(&mut h);
+    let includes: Vec<String> = if mount.include.is_empty() {
+        vec![String::new()]
+    } else {
+        mount.include.clone()
+    };
+    for inc in &includes {
+        if let Ok(m) = fs::symlink_metadata(mount.source.join(inc)) {
+            (m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+        }
+    }
+    let name: String = mount
+        .target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "runtime".into())
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    Ok(format!("{name}-{:016x}", h.finish()))
+}
+
+fn copy_tree(src: &Path, dst: &Path, rel: &Path, exclude: &[String]) -> io::Result<()> {
+    if exclude.iter().any(|e| path_matches(e, rel)) {
+        return Ok(());
+    }
+    let meta = fs::symlink_metadata(src)?;
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
+    } else if ft.is_dir() {
+        fs::create_dir(dst)?;
+        for entry in fs::read_dir(src)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            copy_tree(&entry.path(), &dst.join(&name), &rel.join(&name), exclude)?;
+        }
+        fs::set_permissions(dst, meta.permissions())?;
+    } else if ft.is_file() && fs::hard_link(src, dst).is_err() {
+        fs::copy(src, dst)?;
+    }
+    // Sockets, fifos and devices are never part of a runtime: skipped.
+    Ok(())
+}
+
+/// Whether `rel` matches `pattern` component by component, where `*` in a pattern component
+/// matches any run of characters (`lib/python3.*/test`).
+fn path_matches(pattern: &str, rel: &Path) -> bool {
+    let pats: Vec<&str> = pattern.split('/').filter(|c| !c.is_empty()).collect();
+    let comps: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    pats.len() == comps.len()
+        && pats
+            .iter()
+            .zip(&comps)
+            .all(|(p, c)| glob(p.as_bytes(), c.as_bytes()))
+}
+
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn globs() {
+        assert!(super::path_matches(
+            "lib/python3.*/test",
+            Path::new("lib/python3.11/test")
+        ));
+        assert!(!super::path_matches(
+            "lib/python3.*/test",
+            Path::new("lib/python3.11/test/x")
+        ));
+        assert!(!super::path_matches("lib/*/x", Path::new("lib/a/y")));
+        assert!(super::path_matches("share", Path::new("share")));
+    }
+
+    use super::*;
+
+    #[test]
+    fn materializes_includes_without_excludes_and_reuses_entries() {
+        let src = tempfile::tempdir().unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(src.path().join("lib/python/test")).unwrap();
+        fs::create_dir_all(src.path().join("bin")).unwrap();
+        fs::write(src.path().join("bin/python"), b"elf").unwrap();
+        fs::write(src.path().join("lib/python/os.py"), b"os").unwrap();
+        fs::write(src.path().join("lib/python/test/big.py"), b"big").unwrap();
+        fs::write(src.path().join("secret"), b"no").unwrap();
+        std::os::unix::fs::symlink("python", src.path().join("bin/python3")).unwrap();
+        let mount = RuntimeMount {
+            source: src.path().to_path_buf(),
+            target: "/opt/coderun/python".into(),
+            include: vec!["bin".into(), "lib".into(), "missing".into()],
+            exclude: vec!["lib/python/test".into()],
+        };
+        let store = Store::new(store_dir.path().to_path_buf()).unwrap();
+        let dir = store.materialize(&mount).unwrap();
+        assert!(dir
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with("python-"));
+        assert_eq!(fs::read(dir.join("lib/python/os.py")).unwrap(), b"os");
+        assert_eq!(
+            fs::read_link(dir.join("bin/python3")).unwrap(),
+            Path::new("python")
+        );
+        assert!(!dir.join("lib/python/test").exists());
+        assert!(!dir.join("secret").exists());
+        let again = Store::new(store_dir.path().to_path_buf()).unwrap();
+        assert_eq!(again.materialize(&mount).unwrap(), dir);
+        // A replaced runtime (an upgrade writes new files) gets a new entry.
+        fs::write(src.path().join("bin/python.new"), b"elf2").unwrap();
+        fs::rename(
+            src.path().join("bin/python.new"),
+            src.path().join("bin/python"),
+        )
+        .unwrap();
+        let fresh = Store::new(store_dir.path().to_path_buf()).unwrap();
+        assert_ne!(fresh.materialize(&mount).unwrap(), dir);
+    }
+}

@@ -1,0 +1,307 @@
+//! TypeScript → CommonJS transpilation for coderun, built on [oxc].
+//!
+//! [`transpile`] strips types (no type checking), lowers TypeScript-only
+//! runtime constructs (enums, `const enum`, namespaces, parameter properties,
+//! `import x = require()`, `export =`) and rewrites ES module syntax to
+//! CommonJS, so that the output runs directly as a `.js` file under Node in a
+//! directory whose `package.json` says `{"type":"commonjs"}`. Sibling files are
+//! transpiled separately (`util.ts` → `util.js`), so `import … from "./util"`
+//! resolves through `require("./util")`.
+//!
+//! # Stack usage
+//!
+//! oxc's parser, semantic analysis, transformer and code generator are
+//! recursive. [`transpile`] first calls [`check_depth`] with
+//! [`DEFAULT_MAX_DEPTH`] to reject absurdly nested input before any of that
+//! runs, but legitimate input up to that depth still needs a deep stack:
+//! **call [`transpile`] on a thread with at least [`MIN_STACK_SIZE`]
+//! (64 MiB) of stack**, e.g.
+//!
+//! ```no_run
+//! let js = std::thread::Builder::new()
+//!     .stack_size(coderun_typescript::MIN_STACK_SIZE)
+//!     .spawn(|| coderun_typescript::transpile("let x: number = 1;", "main.ts"))
+//!     .expect("spawn")
+//!     .join()
+//!     .expect("transpiler thread panicked");
+//! ```
+//!
+//! [oxc]: https://oxc.rs
+
+mod cjs;
+mod depth;
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use oxc_allocator::Allocator;
+use oxc_codegen::{Codegen, CodegenOptions};
+use oxc_parser::{ParseOptions, Parser};
+use oxc_semantic::SemanticBuilder;
+use oxc_span::SourceType;
+use oxc_transformer::{EnvOptions, Module, TransformOptions, Transformer};
+
+pub use depth::check_depth;
+
+/// Nesting limit applied by [`transpile`] before parsing.
+pub const DEFAULT_MAX_DEPTH: usize = 1000;
+
+/// Minimum stack size for a thread that calls [`transpile`].
+pub const MIN_STACK_SIZE: usize = 64 * 1024 * 1024;
+
+/// At most this many diagnostics are reported in [`TranspileError::Syntax`].
+const MAX_DIAGNOSTICS: usize = 20;
+
+/// Why a source file could not be transpiled.
+#[derive(Debug, thiserror::Error)]
+pub enum TranspileError {
+    /// The source has syntax errors. `diagnostics` is compiler-style text,
+    /// one `file:line:col: error: message` entry per problem (followed by the
+    /// offending source line and a caret), meant to be shown to the user.
+    #[error("{diagnostics}")]
+    Syntax { diagnostics: String },
+
+    /// The source nests brackets or statements deeper than allowed; it was
+    /// rejected before parsing (the parser is recursive).
+    #[error("source nesting depth exceeds the limit of {max} (reached {depth})")]
+    TooDeep { depth: usize, max: usize },
+
+    /// [`check_depth`] found a bracket that does not match (1-based line and
+    /// column). [`transpile`] reports this as [`TranspileError::Syntax`].
+    #[error("{line}:{column}: {message}")]
+    Unbalanced {
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+/// Transpile TypeScript to CommonJS JavaScript that `node` runs directly (no
+/// type checking).
+///
+/// `filename` is only used for diagnostics and to pick the dialect (`.tsx`
+/// enables JSX, `.js`/`.mjs`/`.cjs` parse as JavaScript; anything else is
+/// TypeScript). The output is always strict-mode CommonJS.
+///
+/// Run this on a thread with at least [`MIN_STACK_SIZE`] of stack (see the
+/// crate documentation).
+///
+/// # Errors
+///
+/// [`TranspileError::TooDeep`] if the input nests deeper than
+/// [`DEFAULT_MAX_DEPTH`], [`TranspileError::Syntax`] for syntax errors.
+pub fn transpile(source: &str, filename: &str) -> Result<String, TranspileError> {
+    match check_depth(source, DEFAULT_MAX_DEPTH) {
+        Ok(()) => {}
+        Err(TranspileError::Unbalanced {
+            line,
+            column,
+            message,
+        }) => {
+            let mut diagnostics = String::new();
+            push_diagnostic(
+                &mut diagnostics,
+                filename,
+                source,
+                line,
+                column,
+                &message,
+                None,
+            );
+            return Err(TranspileError::Syntax { diagnostics });
+        }
+        Err(e) => return Err(e),
+    }
+    // Spans are u32 offsets.
+    if u32::try_from(source.len()).is_err() {
+        return Err(TranspileError::Syntax {
+            diagnostics: format!("{filename}: error: source file is too large"),
+        });
+    }
+
+    let source_type = source_type_for(filename);
+    let allocator = Allocator::default();
+    let parsed = Parser::new(&allocator, source, source_type)
+        .with_options(ParseOptions::default())
+        .parse();
+    if parsed.panicked || parsed.diagnostics.has_errors() {
+        return Err(syntax_error(
+            filename,
+            source,
+            parsed.diagnostics.errors(),
+            parsed.panicked,
+        ));
+    }
+    let mut program = parsed.program;
+
+    let semantic = SemanticBuilder::new()
+        .with_check_syntax_error(true)
+        .with_excess_capacity(2.0)
+        .with_enum_eval(true)
+        .build(&program);
+    if semantic.diagnostics.has_errors() {
+        return Err(syntax_error(
+            filename,
+            source,
+            semantic.diagnostics.errors(),
+            false,
+        ));
+    }
+    let scoping = semantic.semantic.into_scoping();
+
+    let options = TransformOptions {
+        env: EnvOptions {
+            module: Module::CommonJS,
+            ..EnvOptions::default()
+        },
+        ..TransformOptions::default()
+    };
+    let transformed = Transformer::new(&allocator, Path::new(filename), &options)
+        .build_with_scoping(scoping, &mut program);
+    if transformed.diagnostics.has_errors() {
+        return Err(syntax_error(
+            filename,
+            source,
+            transformed.diagnostics.errors(),
+            false,
+        ));
+    }
+
+    let prelude = cjs::rewrite(&allocator, &mut program, &transformed.scoping);
+    // Emitted by hand below, before the prelude.
+    program.directives.clear();
+    program.hashbang = None;
+
+    let body = Codegen::new()
+        .with_options(CodegenOptions::default())
+        .build(&program)
+        .code;
+    let mut out = String::with_capacity(prelude.len() + body.len() + 16);
+    out.push_str("\"use strict\";\n");
+    out.push_str(&prelude);
+    out.push_str(&body);
+    Ok(out)
+}
+
+fn source_type_for(filename: &str) -> SourceType {
+    let ext = Path::new(filename)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("");
+    let base = match ext {
+        "tsx" => SourceType::tsx(),
+        "js" | "mjs" | "cjs" => SourceType::mjs(),
+        "jsx" => SourceType::jsx(),
+        _ => SourceType::ts(),
+    };
+    base.with_module(true)
+}
+
+fn syntax_error<'d>(
+    filename: &str,
+    source: &str,
+    errors: impl Iterator<Item = &'d oxc_diagnostics::OxcDiagnostic>,
+    panicked: bool,
+) -> TranspileError {
+    let mut diagnostics = String::new();
+    let mut count = 0usize;
+    for error in errors {
+        count += 1;
+        if count > MAX_DIAGNOSTICS {
+            continue;
+        }
+        let label = error
+            .labels
+            .iter()
+            .find(|l| l.primary())
+            .or_else(|| error.labels.first());
+        let mut message = error.message.to_string();
+        if let Some(help) = &error.help {
+            let _ = write!(message, "\n  help: {help}");
+        }
+        match label {
+            Some(label) => {
+                let (line, column) = line_col(source, label.offset() as usize);
+                push_diagnostic(
+                    &mut diagnostics,
+                    filename,
+                    source,
+                    line,
+                    column,
+                    &message,
+                    label.label(),
+                );
+            }
+            None => {
+                let _ = writeln!(diagnostics, "{filename}: error: {message}");
+            }
+        }
+    }
+    if count > MAX_DIAGNOSTICS {
+        let _ = writeln!(
+            diagnostics,
+            "{filename}: note: {} more error(s) not shown",
+            count - MAX_DIAGNOSTICS
+        );
+    }
+    if count == 0 {
+        let _ = writeln!(
+            diagnostics,
+            "{filename}: error: {}",
+            if panicked {
+                "unrecoverable syntax error"
+            } else {
+                "invalid source"
+            }
+        );
+    }
+    TranspileError::Syntax {
+        diagnostics: diagnostics.trim_end().to_owned(),
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `source`.
+fn line_col(source: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &source[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// Appends `file:line:col: error: message`, the source line and a caret.
+fn push_diagnostic(
+    out: &mut String,
+    filename: &str,
+    source: &str,
+    line: usize,
+    column: usize,
+    message: &str,
+    label: Option<&str>,
+) {
+    let _ = writeln!(out, "{filename}:{line}:{column}: error: {message}");
+    let Some(text) = source.lines().nth(line.saturating_sub(1)) else {
+        return;
+    };
+    // Keep the excerpt short for minified / generated sources.
+    let skip = column.saturating_sub(60);
+    let excerpt: String = text.chars().skip(skip).take(120).collect();
+    let gutter = line.to_string();
+    let _ = writeln!(out, "{gutter} | {excerpt}");
+    let pad: String = text
+        .chars()
+        .skip(skip)
+        .take(column.saturating_sub(1 + skip))
+        .map(|c| if c == '\t' { '\t' } else { ' ' })
+        .collect();
+    let _ = writeln!(
+        out,
+        "{} | {pad}^{}",
+        " ".repeat(gutter.len()),
+        label.map(|l| format!(" {l}")).unwrap_or_default()
+    );
+}
