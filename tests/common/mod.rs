@@ -1,0 +1,237 @@
+//! Test harness shared by the integration suites: starts the real `coderun serve` on a free
+//! loopback port and talks HTTP to it, as a user would.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use serde_json::{json, Value};
+
+/// A running server. Dropping it stops it (SIGTERM, then SIGKILL) and waits for it.
+pub struct Server {
+    child: Mutex<Child>,
+    pub base: String,
+    pub pid: u32,
+    _config: Option<tempfile::NamedTempFile>,
+    client: reqwest::blocking::Client,
+}
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_coderun")
+}
+
+fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+impl Server {
+    /// Starts a server with the given TOML config (may be empty) and extra environment.
+    pub fn start_with(config: &str, env: &[(&str, &str)]) -> Server {
+        let mut file = tempfile::NamedTempFile::new().expect("temp config");
+        file.write_all(config.as_bytes()).expect("write config");
+        let mut cmd = Command::new(bin());
+        cmd.arg("--config")
+            .arg(file.path())
+            .arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--languages-dir")
+            .arg(repo_root().join("languages"))
+            .env("CODERUN_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start coderun serve");
+        let pid = child.id();
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if std::env::var_os("CODERUN_TEST_VERBOSE").is_some() {
+                    eprintln!("[server {pid}] {line}");
+                }
+                if let Some(pos) = line.find("addr=") {
+                    let addr: String = line[pos + 5..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("coderun serve did not start listening within 120 s");
+            }
+        };
+        Server {
+            child: Mutex::new(child),
+            base: format!("http://{addr}"),
+            pid,
+            _config: Some(file),
+            client: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .expect("client"),
+        }
+    }
+
+    pub fn start() -> Server {
+        Server::start_with("", &[])
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POST /execute with a JSON body; returns (status, body).
+    pub fn execute(&self, body: &Value) -> (u16, Value) {
+        self.post_raw("/execute", &serde_json::to_vec(body).expect("json"))
+    }
+
+    /// POST /execute expecting 200; returns the body.
+    pub fn run(&self, body: Value) -> Value {
+        let (status, resp) = self.execute(&body);
+        assert_eq!(status, 200, "request {body} answered {status}: {resp}");
+        resp
+    }
+
+    pub fn post_raw(&self, path: &str, body: &[u8]) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .expect("POST");
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub fn get(&self, path: &str) -> (u16, Value) {
+        let resp = self.client.get(self.url(path)).send().expect("GET");
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub fn client(&self) -> &reqwest::blocking::Client {
+        &self.client
+    }
+
+    /// Stops the server with SIGTERM and waits (up to 30 s) for it to exit.
+    pub fn stop(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: signalling the server process this harness started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+static SHARED: OnceLock<Server> = OnceLock::new();
+static SHARED_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn stop_shared() {
+    let pid = SHARED_PID.load(std::sync::atomic::Ordering::SeqCst);
+    if pid != 0 {
+        // SAFETY: signalling the server process this harness started; then reaping it.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+            let mut status = 0;
+            libc::waitpid(pid as i32, &mut status, 0);
+        }
+    }
+}
+
+/// One server shared by every test of a suite (started on first use, stopped at exit).
+pub fn shared() -> &'static Server {
+    SHARED.get_or_init(|| {
+        let s = Server::start();
+        SHARED_PID.store(s.pid, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(stop_shared) };
+        s
+    })
+}
+
+/// Pids of live processes whose environment or command line contains `needle` (used to
+/// prove no process of a run survives it).
+pub fn processes_containing(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Processes whose executable lies inside a coderun box: their /proc/<pid>/root is not the
+/// host's root. Lists (pid, comm) of every such process that belongs to a user in the box
+/// uid range.
+pub fn box_processes() -> Vec<(u32, String)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue;
+        };
+        let uid: u32 = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|u| u.parse().ok())
+            .unwrap_or(0);
+        if (1_500_000..1_500_000 + 2 * 4096).contains(&uid) {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            found.push((pid, comm.trim().to_string()));
+        }
+    }
+    found
+}
+
+/// The code of a program that prints a marker, so tests can look for it.
+pub fn nonce() -> String {
+    let mut buf = [0u8; 8];
+    // SAFETY: buf is a valid 8-byte buffer.
+    unsafe { libc::getrandom(buf.as_mut_ptr().cast(), 8, 0) };
+    format!("n{:016x}", u64::from_le_bytes(buf))
+}
