@@ -151,8 +151,9 @@ fn load_languages(dir: Option<&Path>) -> anyhow::Result<Vec<LanguageFile>> {
     };
     for d in &candidates {
         if d.is_dir() {
+            let d = std::fs::canonicalize(d)?;
             tracing::info!(dir = %d.display(), "loading language files");
-            return Ok(coderun_engine::language::load_dir(d)?);
+            return Ok(coderun_engine::language::load_dir(&d)?);
         }
     }
     if dir.is_some() {

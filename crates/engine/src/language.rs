@@ -40,6 +40,10 @@ pub struct LanguageFile {
     /// Default limits of this language (between the request and the server defaults).
     #[serde(default)]
     pub limits: LimitOverrides,
+    /// Directory relative runtime paths are resolved against: the parent of the languages
+    /// dir (the repository or install root).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// How to find a runtime on the host and what of it to show in the box.
@@ -49,8 +53,13 @@ pub struct RuntimeDef {
     /// Either `locate` (a host command printing the install prefix) or `path`.
     #[serde(default)]
     pub locate: Vec<String>,
+    /// A host path; relative paths are resolved against the languages dir's parent.
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// A missing optional runtime is simply not mounted (the feature needing it reports
+    /// that it is not installed) instead of making the language unavailable.
+    #[serde(default)]
+    pub optional: bool,
     /// Absolute path inside the box.
     pub mount_at: PathBuf,
     #[serde(default)]
@@ -119,6 +128,12 @@ impl LanguageFile {
             message: e.to_string(),
         })?;
         lang.check(path)?;
+        let mut lang = lang;
+        lang.base_dir = path
+            .parent()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
         Ok(lang)
     }
 

@@ -106,12 +106,15 @@ pub(crate) struct Language {
     pub file: LanguageFile,
     /// Runtime name → its mount, or why it could not be found.
     pub mounts: BTreeMap<String, Result<RuntimeMount, String>>,
+    /// Runtimes that may be missing without making the language unavailable.
+    pub optional: Vec<String>,
 }
 
 impl Language {
     fn mounts_for(&self, names: &[String]) -> Result<Vec<RuntimeMount>, EngineError> {
         names
             .iter()
+            .filter(|n| !(self.optional.contains(n) && matches!(self.mounts.get(*n), Some(Err(_)))))
             .map(|n| match self.mounts.get(n) {
                 Some(Ok(m)) => Ok(m.clone()),
                 Some(Err(reason)) => Err(EngineError::LanguageUnavailable {
@@ -185,8 +188,16 @@ impl Engine {
             .into_iter()
             .map(|file| {
                 let mut mounts = BTreeMap::new();
+                let mut optional = Vec::new();
                 for (name, def) in &file.runtimes {
-                    mounts.insert(name.clone(), pipeline::resolve_runtime(name, def));
+                    let resolved = pipeline::resolve_runtime(name, def, &file.base_dir);
+                    if let (true, Err(e)) = (def.optional, &resolved) {
+                        tracing::info!(language = %file.name, "optional runtime not found: {e}");
+                    }
+                    if def.optional {
+                        optional.push(name.clone());
+                    }
+                    mounts.insert(name.clone(), resolved);
                 }
                 let needs_self = file
                     .run
@@ -197,7 +208,11 @@ impl Engine {
                 if needs_self {
                     mounts.insert(SELF_RUNTIME.to_string(), pipeline::self_mount(self_exe));
                 }
-                Language { file, mounts }
+                Language {
+                    file,
+                    mounts,
+                    optional,
+                }
             })
             .collect();
         let slots = Arc::new(Semaphore::new(config.effective_concurrency()));

@@ -34,9 +34,13 @@ pub(crate) struct Plan {
     typecheck: bool,
 }
 
-pub(crate) fn resolve_runtime(name: &str, def: &RuntimeDef) -> Result<RuntimeMount, String> {
+pub(crate) fn resolve_runtime(
+    name: &str,
+    def: &RuntimeDef,
+    base_dir: &Path,
+) -> Result<RuntimeMount, String> {
     let source = match (&def.path, def.locate.split_first()) {
-        (Some(p), _) => p.clone(),
+        (Some(p), _) => base_dir.join(p),
         (None, Some((cmd, args))) => {
             let out = std::process::Command::new(cmd)
                 .args(args)
@@ -405,7 +409,14 @@ pub(crate) async fn execute(
                 ),
                 None => text.clone(),
             };
-            return Ok(compile_failed(lang, message, text, compile_time, &out));
+            return Ok(compile_failed(
+                engine,
+                lang,
+                message,
+                text,
+                compile_time,
+                &out,
+            ));
         }
         match compile.output_kind {
             OutputKind::Binary => run_files.push(InputFile {
@@ -459,7 +470,15 @@ pub(crate) async fn execute(
     ))
 }
 
+fn version(engine: &Engine, lang: &Language) -> Option<String> {
+    engine
+        .health()
+        .and_then(|h| h.languages.into_iter().find(|l| l.name == lang.file.name))
+        .and_then(|l| l.version)
+}
+
 fn compile_failed(
+    engine: &Engine,
     lang: &Language,
     message: String,
     text: String,
@@ -481,7 +500,7 @@ fn compile_failed(
         memory_kb: out.memory_peak_kb,
         truncated: out.stdout_truncated || out.stderr_truncated,
         language: lang.file.name.clone(),
-        version: None,
+        version: version(engine, lang),
     }
 }
 
@@ -507,10 +526,7 @@ fn finish(
         None if stderr.is_empty() => None,
         None => Some(stderr.clone()),
     };
-    let version = engine
-        .health()
-        .and_then(|h| h.languages.into_iter().find(|l| l.name == lang.file.name))
-        .and_then(|l| l.version);
+    let version = version(engine, lang);
     Execution {
         status,
         success: out.success(),

@@ -122,7 +122,12 @@ fn copy_tree(src: &Path, dst: &Path, rel: &Path, exclude: &[String]) -> io::Resu
     if ft.is_symlink() {
         std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
     } else if ft.is_dir() {
-        fs::create_dir(dst)?;
+        // The entry's own root (an empty include) already exists.
+        if rel.as_os_str().is_empty() {
+            fs::create_dir_all(dst)?;
+        } else {
+            fs::create_dir(dst)?;
+        }
         for entry in fs::read_dir(src)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -220,5 +225,24 @@ mod tests {
         .unwrap();
         let fresh = Store::new(store_dir.path().to_path_buf()).unwrap();
         assert_ne!(fresh.materialize(&mount).unwrap(), dir);
+    }
+
+    #[test]
+    fn an_empty_include_takes_the_whole_directory() {
+        let src = tempfile::tempdir().unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(src.path().join("a/b")).unwrap();
+        fs::write(src.path().join("a/b/c"), b"c").unwrap();
+        let mount = RuntimeMount {
+            source: src.path().to_path_buf(),
+            target: "/opt/coderun/tools".into(),
+            include: vec![],
+            exclude: vec![],
+        };
+        let dir = Store::new(store_dir.path().to_path_buf())
+            .unwrap()
+            .materialize(&mount)
+            .unwrap();
+        assert_eq!(fs::read(dir.join("a/b/c")).unwrap(), b"c");
     }
 }
