@@ -10,9 +10,10 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::fs;
+use std::fs::{self, File};
 use std::hash::{Hash, Hasher};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -21,32 +22,110 @@ use coderun_sandbox::RuntimeMount;
 
 pub struct Store {
     root: PathBuf,
-    ready: Mutex<HashMap<RuntimeMount, PathBuf>>,
+    /// Entries this process uses, each with a shared `flock` on its `.complete` file held for
+    /// the store's life: the garbage collection of other instances never removes them.
+    ready: Mutex<HashMap<RuntimeMount, (PathBuf, File)>>,
+}
+
+/// `flock` on a file of an entry.
+fn flock(file: &File, op: libc::c_int) -> bool {
+    // SAFETY: flock on an fd we own.
+    unsafe { libc::flock(file.as_raw_fd(), op) == 0 }
 }
 
 impl Store {
+    /// Opens the store, removing superseded entries no live instance uses (a rebuilt
+    /// `coderun` binary or an upgraded runtime leaves its old entry behind).
     pub fn new(root: PathBuf) -> io::Result<Store> {
         fs::create_dir_all(&root)?;
-        Ok(Store {
+        let store = Store {
             root,
             ready: Mutex::new(HashMap::new()),
-        })
+        };
+        store.collect_garbage();
+        Ok(store)
     }
 
     /// The store directory holding `mount`'s files, built on first use.
     pub fn materialize(&self, mount: &RuntimeMount) -> io::Result<PathBuf> {
-        if let Some(dir) = self.lock().get(mount) {
+        if let Some((dir, _)) = self.lock().get(mount) {
             return Ok(dir.clone());
         }
         let dir = self.root.join(entry_name(mount)?);
-        if !dir.join(".complete").exists() {
-            self.build(mount, &dir)?;
+        loop {
+            if !dir.join(".complete").exists() {
+                self.build(mount, &dir)?;
+            }
+            let Ok(marker) = File::open(dir.join(".complete")) else {
+                continue; // collected between the check and the open: build it again
+            };
+            flock(&marker, libc::LOCK_SH);
+            // A collector may have held the exclusive lock and removed the entry meanwhile.
+            if dir.join(".complete").exists() {
+                self.lock().insert(mount.clone(), (dir.clone(), marker));
+                return Ok(dir);
+            }
         }
-        self.lock().insert(mount.clone(), dir.clone());
-        Ok(dir)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RuntimeMount, PathBuf>> {
+    /// Removes every entry that has a newer sibling of the same name (same runtime, other
+    /// key) and that no live instance holds. Failures are only logged: the store still works.
+    fn collect_garbage(&self) {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return;
+        };
+        let mut groups: HashMap<String, Vec<(std::time::SystemTime, PathBuf)>> = HashMap::new();
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if name.starts_with(".tmp-") || name.starts_with(".trash-") {
+                // Left by a crashed build; fresh ones may belong to a build in progress.
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 3600);
+                if old {
+                    let _ = fs::remove_dir_all(&path);
+                }
+                continue;
+            }
+            let Some((group, _)) = name.rsplit_once('-') else {
+                continue;
+            };
+            let mtime = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            groups
+                .entry(group.to_string())
+                .or_default()
+                .push((mtime, path));
+        }
+        for (_, mut list) in groups {
+            list.sort();
+            list.pop(); // the newest stays
+            for (_, path) in list {
+                let Ok(marker) = File::open(path.join(".complete")) else {
+                    continue;
+                };
+                if !flock(&marker, libc::LOCK_EX | libc::LOCK_NB) {
+                    continue; // in use by a live instance
+                }
+                let trash = self.root.join(format!(".trash-{:x}", crate::random_u64()));
+                if fs::rename(&path, &trash).is_ok() {
+                    let _ = fs::remove_file(trash.join(".complete"));
+                    drop(marker);
+                    if let Err(e) = fs::remove_dir_all(&trash) {
+                        tracing::warn!("runtime store: cannot remove {}: {e}", trash.display());
+                    }
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RuntimeMount, (PathBuf, File)>> {
         self.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -244,5 +323,36 @@ mod tests {
             .materialize(&mount)
             .unwrap();
         assert_eq!(fs::read(dir.join("a/b/c")).unwrap(), b"c");
+    }
+
+    #[test]
+    fn superseded_entries_are_collected_unless_held() {
+        let src = tempfile::tempdir().unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        fs::write(src.path().join("coderun"), b"v1").unwrap();
+        let mount = RuntimeMount {
+            source: src.path().to_path_buf(),
+            target: "/opt/coderun/bin".into(),
+            include: vec!["coderun".into()],
+            exclude: vec![],
+        };
+        let live = Store::new(store_dir.path().to_path_buf()).unwrap();
+        let v1 = live.materialize(&mount).unwrap();
+        // A rebuilt binary (new inode) gets a new entry.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(src.path().join("coderun.new"), b"v2").unwrap();
+        fs::rename(src.path().join("coderun.new"), src.path().join("coderun")).unwrap();
+        let v2 = Store::new(store_dir.path().to_path_buf())
+            .unwrap()
+            .materialize(&mount)
+            .unwrap();
+        assert_ne!(v1, v2);
+        // v1 is held by `live`: a new store must not collect it.
+        let _third = Store::new(store_dir.path().to_path_buf()).unwrap();
+        assert!(v1.exists());
+        drop(live);
+        let _fourth = Store::new(store_dir.path().to_path_buf()).unwrap();
+        assert!(!v1.exists(), "superseded, unheld entry was not collected");
+        assert!(v2.exists(), "the newest entry must stay");
     }
 }
