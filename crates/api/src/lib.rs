@@ -73,21 +73,29 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 )
             }
         })?;
-        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
-            use serde_json::error::Category;
-            match e.classify() {
-                Category::Data => ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_request",
-                    format!("invalid request: {e}"),
-                ),
-                _ => ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_json",
-                    format!("request body is not valid JSON: {e}"),
-                ),
+        // serde would fill a struct from a JSON array too; a request is an object.
+        let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+        let invalid = |detail: String| {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", detail)
+        };
+        match serde_json::from_slice(&bytes) {
+            Ok(v) if is_object => Ok(JsonBody(v)),
+            Ok(_) => Err(invalid(
+                "invalid request: the body must be a JSON object".into(),
+            )),
+            Err(e) if e.classify() == serde_json::error::Category::Data => {
+                Err(invalid(if is_object {
+                    format!("invalid request: {e}")
+                } else {
+                    "invalid request: the body must be a JSON object".into()
+                }))
             }
-        })
+            Err(e) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("request body is not valid JSON: {e}"),
+            )),
+        }
     }
 }
 

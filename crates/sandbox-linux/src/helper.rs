@@ -384,7 +384,9 @@ fn supervise(
         sys::set_nonblocking(fd.as_raw_fd()).map_err(fail("nonblocking pipes"))?;
     }
     let cap = limits.output_bytes as usize;
+    // With no stdin the pipe closes at once, so a program reading stdin sees EOF.
     let mut stdin_w = if stdin_data.is_empty() {
+        drop(stdin_w);
         None
     } else {
         Some(stdin_w)
