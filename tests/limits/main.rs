@@ -1,14 +1,237 @@
-//! Limits suite: every limit with a positive control beside it.
+//! Limits suite: every limit with a positive control beside it (a twin that must succeed, so
+//! a sandbox that fails everything cannot pass), against the real server and sandbox.
+//!
+//! Hostile programs (fork bombs, kill(-1), disk fills) only run after [`assert_confined`] has
+//! shown that the box really is confined.
 
 #[path = "../common/mod.rs"]
 mod common;
+
+mod disk;
+mod memory;
+mod misc;
+mod output;
+mod processes;
+mod time;
+
 use common::*;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+pub const MIB: usize = 1 << 20;
+
+/// A Python request.
+pub fn py(code: &str) -> Value {
+    json!({"language": "python", "code": code})
+}
+
+/// `body` with the fields of `extra` added (or replaced).
+pub fn with(mut body: Value, extra: Value) -> Value {
+    let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) else {
+        panic!("with() takes two JSON objects");
+    };
+    for (k, v) in e {
+        b.insert(k, v);
+    }
+    body
+}
+
+pub fn status(r: &Value) -> &str {
+    r["status"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no status: {r}"))
+}
+
+pub fn stdout(r: &Value) -> &str {
+    r["stdout"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no stdout: {r}"))
+}
+
+pub fn stderr(r: &Value) -> &str {
+    r["stderr"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no stderr: {r}"))
+}
+
+pub fn f64_of(r: &Value, key: &str) -> f64 {
+    r[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} is not a number: {r}"))
+}
+
+/// A response shortened for assertion messages (outputs may be megabytes).
+pub fn brief(r: &Value) -> String {
+    let mut r = r.clone();
+    if let Some(o) = r.as_object_mut() {
+        for key in ["output", "stdout", "stderr", "error", "compile_output"] {
+            if let Some(Value::String(s)) = o.get(key) {
+                if s.len() > 300 {
+                    let head: String = s.chars().take(300).collect();
+                    let short = format!("{head}...({} bytes)", s.len());
+                    o.insert(key.to_string(), Value::String(short));
+                }
+            }
+        }
+    }
+    r.to_string()
+}
+
+pub fn assert_ok(r: &Value) {
+    assert_eq!(status(r), "ok", "expected ok: {}", brief(r));
+    assert_eq!(r["success"], true, "{}", brief(r));
+    assert_eq!(r["exit_code"], 0, "{}", brief(r));
+    assert_eq!(r["truncated"], false, "{}", brief(r));
+}
+
+/// Asserts a run was ended by a limit: the status, not a success, killed by SIGKILL (no exit
+/// code), and `error` starting with one of the given sentences.
+pub fn assert_killed_by(r: &Value, want_status: &str, sentences: &[&str]) {
+    assert_eq!(status(r), want_status, "{}", brief(r));
+    assert_eq!(r["success"], false, "{}", brief(r));
+    assert_eq!(r["exit_code"], Value::Null, "{}", brief(r));
+    assert_eq!(r["signal"], "SIGKILL", "{}", brief(r));
+    let error = r["error"].as_str().unwrap_or("");
+    assert!(
+        sentences.iter().any(|s| error.starts_with(s)),
+        "error should start with one of {sentences:?}: {}",
+        brief(r)
+    );
+}
+
+/// Runs every request at once (one thread each); answers in the same order.
+pub fn run_all(s: &Server, bodies: Vec<Value>) -> Vec<Value> {
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = bodies
+            .into_iter()
+            .map(|b| sc.spawn(move || s.run(b)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// What [`run_watching`] saw.
+pub struct Watched {
+    pub resp: Value,
+    /// Most processes carrying the nonce seen at once while the request was in flight.
+    pub max_during: usize,
+    /// Processes carrying the nonce right after the response arrived.
+    pub after: Vec<u32>,
+}
+
+/// Runs `body` while a watcher thread counts the host's processes whose command line holds
+/// `nonce`; checks again as soon as the response is in.
+pub fn run_watching(s: &Server, body: Value, nonce: &str) -> Watched {
+    let done = AtomicBool::new(false);
+    let max = AtomicUsize::new(0);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            while !done.load(Ordering::SeqCst) {
+                let n = processes_containing(nonce).len();
+                max.fetch_max(n, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let resp = s.run(body);
+        let after = processes_containing(nonce);
+        done.store(true, Ordering::SeqCst);
+        Watched {
+            resp,
+            max_during: max.load(Ordering::SeqCst),
+            after,
+        }
+    })
+}
+
+/// Polls until `cond` holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+/// Free bytes (for unprivileged users) of the filesystem holding `path`, on the host.
+pub fn host_free_bytes(path: &str) -> u64 {
+    let c = std::ffi::CString::new(path).expect("path");
+    // SAFETY: an all-zero statvfs is a valid out-value.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: c is NUL-terminated and st a valid out-pointer.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    assert_eq!(rc, 0, "statvfs {path}: {}", std::io::Error::last_os_error());
+    st.f_bavail as u64 * st.f_frsize as u64
+}
+
+const CONFINED_PROBE: &str = r#"
+import json, os, sys
+try:
+    init = open("/proc/1/cmdline", "rb").read().hex()
+except OSError as e:
+    init = "unreadable errno %d" % e.errno
+print(json.dumps({
+    "pid": os.getpid(),
+    "uid": os.getuid(),
+    "euid": os.geteuid(),
+    "init": init,
+    "visible": [p for p in sys.argv[1:] if os.path.exists(p)],
+}))
+"#;
+
+/// Refuses (panics) unless a program in the box runs in its own pid namespace (small pid), as
+/// uid 1000 (not root), and sees neither the host's init nor the host's files. Called before
+/// every hostile test.
+pub fn assert_confined(server: &Server) {
+    let repo_file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let host_bin = env!("CARGO_BIN_EXE_coderun");
+    let r = server.run(json!({
+        "language": "python",
+        "code": CONFINED_PROBE,
+        "args": [repo_file, host_bin, "/root", "/work/main/Cargo.toml", "/home"],
+    }));
+    assert_eq!(
+        status(&r),
+        "ok",
+        "confinement probe did not run, refusing to run hostile tests: {}",
+        brief(&r)
+    );
+    let line = stdout(&r).trim();
+    let probe: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("confinement probe printed {line:?}: {e}"));
+    let host_init: String = std::fs::read("/proc/1/cmdline")
+        .expect("host /proc/1/cmdline")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let pid = probe["pid"].as_u64().unwrap_or(u64::MAX);
+    let mut problems = Vec::new();
+    if pid >= 10 {
+        problems.push(format!("pid {pid} is not small: no own pid namespace?"));
+    }
+    if probe["uid"] != 1000 || probe["euid"] != 1000 {
+        problems.push(format!(
+            "uid {} euid {} instead of 1000",
+            probe["uid"], probe["euid"]
+        ));
+    }
+    if probe["init"].as_str() == Some(host_init.as_str()) {
+        problems.push("/proc/1 is the host's init".to_string());
+    }
+    if probe["visible"].as_array().is_none_or(|v| !v.is_empty()) {
+        problems.push(format!("host paths visible: {}", probe["visible"]));
+    }
+    if !problems.is_empty() {
+        panic!("NOT CONFINED, refusing to run a hostile test: {problems:?} (probe: {line})");
+    }
+}
 
 #[test]
-fn memory_at_half_the_limit_succeeds() {
-    let s = shared();
-    let r = s.run(
-        json!({"code": "b = bytearray(64 * 1024 * 1024)\nprint(len(b))", "language": "python"}),
-    );
-    assert_eq!(r["status"], "ok", "{r}");
+fn confinement_probe_sees_a_confined_box() {
+    assert_confined(shared());
 }

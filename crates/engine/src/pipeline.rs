@@ -343,8 +343,9 @@ fn limit_sentence(hit: LimitHit, limits: &Limits) -> String {
         LimitHit::CpuTime => format!("CPU time limit exceeded ({})", seconds(limits.cpu_time_ms)),
         LimitHit::Memory => format!("Memory limit exceeded ({} MiB)", limits.memory_mb),
         LimitHit::Output => format!(
-            "Output limit exceeded ({} bytes per stream)",
-            limits.output_bytes
+            "Output limit exceeded ({} byte{} per stream)",
+            limits.output_bytes,
+            if limits.output_bytes == 1 { "" } else { "s" }
         ),
     }
 }

@@ -147,7 +147,8 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
     if let Some((layout, instance)) = &req.cgroup {
         let cg_limits = CgroupLimits {
             memory_bytes: limits.memory_mb << 20,
-            pids_max: limits.max_processes,
+            // Init is a process of the box too; the limit is the program's.
+            pids_max: limits.max_processes + 1,
             cpu_quota_us: limits.cpu_millicores * 100,
             cpu_period_us: 100_000,
         };
@@ -275,7 +276,10 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
 
     let (cpu_time_us, memory_peak_kb, oom) = match &cleanup.cgroup {
         Some(cg) => (
-            cg.cpu_usage_ns().unwrap_or(0) / 1000,
+            cg.cpu_usage_ns()
+                .unwrap_or(0)
+                .saturating_sub(sup.cpu_baseline_ns)
+                / 1000,
             cg.memory_peak_bytes().unwrap_or(0) / 1024,
             cg.oom_killed().unwrap_or(false),
         ),
@@ -315,6 +319,8 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
 
 struct Supervised {
     termination: Termination,
+    /// Cgroup CPU usage when the program started.
+    cpu_baseline_ns: u64,
     limit: Option<LimitHit>,
     stdout: Vec<u8>,
     stderr: Vec<u8>,
@@ -411,6 +417,7 @@ fn supervise(
     let mut init_status = 0;
     let setup_deadline = sys::monotonic_us() + SETUP_TIMEOUT_US;
     let mut started_at: Option<u64> = None;
+    let mut cpu_baseline_ns = 0u64;
     let mut limit: Option<LimitHit> = None;
     let mut killed = false;
     let mut exited_at: Option<u64> = None;
@@ -438,6 +445,8 @@ fn supervise(
         }
         if started_at.is_none() && report.buf.contains(&b'\n') {
             started_at = Some(now);
+            // CPU time counts from the exec: init's set-up is not the program's.
+            cpu_baseline_ns = cgroup.map_or(0, |cg| cg.cpu_usage_ns().unwrap_or(0));
         }
         match started_at {
             None if now > setup_deadline && init_alive => {
@@ -448,7 +457,11 @@ fn supervise(
             _ => {}
         }
         if let Some(cg) = cgroup {
-            if started_at.is_some() && cg.cpu_usage_ns().unwrap_or(0) > cpu_ns {
+            let used = cg
+                .cpu_usage_ns()
+                .unwrap_or(0)
+                .saturating_sub(cpu_baseline_ns);
+            if started_at.is_some() && used > cpu_ns {
                 kill_box(LimitHit::CpuTime, &mut limit, &mut killed);
             }
         }
@@ -555,6 +568,7 @@ fn supervise(
     };
     Ok(Supervised {
         termination,
+        cpu_baseline_ns,
         limit,
         stdout: out.buf,
         stderr: err.buf,
