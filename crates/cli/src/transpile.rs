@@ -49,7 +49,15 @@ pub fn main(bundle: &Path, typecheck: bool) -> anyhow::Result<i32> {
                     Ok(js) => {
                         out.insert(js_name(&rel), js);
                     }
-                    Err(e) => errors.push(e.to_string()),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        // Syntax diagnostics already start with `file:line:col`.
+                        errors.push(if msg.starts_with(&rel) {
+                            msg
+                        } else {
+                            format!("{rel}: {msg}")
+                        });
+                    }
                 }
             }
             (out, errors)

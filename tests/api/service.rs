@@ -1,0 +1,191 @@
+//! The service around `/execute`: health, index, languages, 404/405, overload.
+
+use std::sync::Barrier;
+
+use crate::common::*;
+use crate::text;
+
+const LANGUAGES: [(&str, &str); 3] = [
+    ("python", "Python 3.11"),
+    ("rust", "rustc 1.95"),
+    ("typescript", "v20"),
+];
+
+#[test]
+fn health_reports_a_working_sandbox_and_every_language() {
+    let s = shared();
+    let (status, h) = s.get("/health");
+    assert_eq!(status, 200, "{h:#}");
+    assert_eq!(h["status"], "healthy", "{h:#}");
+    assert_eq!(h["sandbox"]["ok"], true, "{h:#}");
+    assert_eq!(h["sandbox"]["error"], Value::Null, "{h:#}");
+    assert!(!text(&h, "backend").is_empty(), "{h:#}");
+    assert!(h["checked_at"].as_u64().unwrap() > 1_600_000_000, "{h:#}");
+    assert!(h["running"].is_u64() && h["queued"].is_u64(), "{h:#}");
+    let langs = h["languages"].as_array().unwrap();
+    assert_eq!(langs.len(), LANGUAGES.len(), "{h:#}");
+    for (name, version) in LANGUAGES {
+        let l = langs
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing: {h:#}"));
+        assert_eq!(l["available"], true, "{l:#}");
+        assert_eq!(l["error"], Value::Null, "{l:#}");
+        assert!(text(l, "version").starts_with(version), "{l:#}");
+    }
+}
+
+#[test]
+fn run_reports_the_same_version_as_health() {
+    let s = shared();
+    let (_, h) = s.get("/health");
+    let r = s.run(json!({"code": "print(1)", "language": "python"}));
+    let py = h["languages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "python")
+        .unwrap();
+    assert_eq!(r["version"], py["version"], "{r:#} vs {py:#}");
+}
+
+#[test]
+fn index_lists_name_endpoints_and_languages() {
+    let (status, i) = shared().get("/");
+    assert_eq!(status, 200, "{i:#}");
+    assert_eq!(i["name"], "coderun");
+    assert!(!text(&i, "version").is_empty(), "{i:#}");
+    assert_eq!(i["languages"], json!(["python", "rust", "typescript"]));
+    let endpoints = i["endpoints"].as_object().unwrap();
+    for e in ["POST /execute", "GET /health", "GET /languages", "GET /"] {
+        assert!(endpoints.contains_key(e), "{e} missing: {i:#}");
+    }
+    let execute = endpoints["POST /execute"].as_str().unwrap();
+    for field in ["code", "language", "timeout", "stdin", "args", "files"] {
+        assert!(execute.contains(field), "{field} not described: {i:#}");
+    }
+}
+
+#[test]
+fn languages_lists_aliases_versions_and_compiled() {
+    let (status, l) = shared().get("/languages");
+    assert_eq!(status, 200, "{l:#}");
+    let langs = l["languages"].as_array().unwrap();
+    let names: Vec<&str> = langs.iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["python", "rust", "typescript"], "{l:#}");
+    let by = |n: &str| langs.iter().find(|x| x["name"] == n).unwrap().clone();
+    assert_eq!(by("python")["aliases"], json!(["py", "python3"]));
+    assert_eq!(by("python")["compiled"], false);
+    assert_eq!(by("python")["display_name"], "Python");
+    assert_eq!(by("rust")["aliases"], json!(["rs"]));
+    assert_eq!(by("rust")["compiled"], true);
+    assert_eq!(by("typescript")["aliases"], json!(["ts"]));
+    assert_eq!(by("typescript")["compiled"], true);
+    for (name, version) in LANGUAGES {
+        let x = by(name);
+        assert_eq!(x["available"], true, "{x:#}");
+        assert!(text(&x, "version").starts_with(version), "{x:#}");
+    }
+}
+
+#[test]
+fn unknown_paths_and_wrong_methods_are_json_errors() {
+    let s = shared();
+    let (status, body) = s.get("/nope");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "not_found");
+    assert!(text(&body, "detail").contains("GET /"), "{body}");
+
+    let (status, body) = s.post_raw("/run", b"{}");
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["code"], "not_found");
+
+    let resp = s.client().get(s.url("/execute")).send().unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
+    let body: Value = resp.json().unwrap();
+    assert_eq!(body["code"], "method_not_allowed", "{body}");
+    assert!(!text(&body, "detail").is_empty());
+
+    let (status, body) = s.post_raw("/health", b"{}");
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(body["code"], "method_not_allowed");
+}
+
+#[test]
+fn execute_does_not_require_a_json_content_type() {
+    // `curl -d '{...}'` sends application/x-www-form-urlencoded; the body is still JSON.
+    let s = shared();
+    for content_type in ["application/x-www-form-urlencoded", "text/plain"] {
+        let resp = s
+            .client()
+            .post(s.url("/execute"))
+            .header("content-type", content_type)
+            .body(r#"{"code": "print(6 * 7)", "language": "py"}"#)
+            .send()
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{content_type}");
+        let body: Value = resp.json().unwrap();
+        assert_eq!(body["stdout"], "42\n", "{content_type}: {body}");
+    }
+}
+
+#[test]
+fn a_full_queue_answers_503_overloaded_with_retry_after() {
+    // One running slot and one queue place: of four concurrent 2-second programs, at least one
+    // cannot be admitted.
+    let s = Server::start_with("[engine]\nconcurrency = 1\nqueue = 1\n", &[]);
+    let barrier = Barrier::new(4);
+    let results: Vec<(u16, Option<String>, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    let resp = s
+                        .client()
+                        .post(s.url("/execute"))
+                        .json(&json!({"code": "import time\ntime.sleep(2)\nprint('done')", "language": "python"}))
+                        .send()
+                        .expect("POST");
+                    let status = resp.status().as_u16();
+                    let retry = resp
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    (status, retry, resp.json::<Value>().expect("json"))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let rejected: Vec<_> = results.iter().filter(|r| r.0 == 503).collect();
+    let done: Vec<_> = results.iter().filter(|r| r.0 == 200).collect();
+    assert!(!rejected.is_empty(), "nothing was rejected: {results:?}");
+    assert!(
+        done.len() >= 2,
+        "the running and the queued request must both finish: {results:?}"
+    );
+    assert_eq!(rejected.len() + done.len(), 4, "{results:?}");
+    for (_, retry, body) in &rejected {
+        assert_eq!(body["code"], "overloaded", "{body}");
+        assert!(text(body, "detail").contains("capacity"), "{body}");
+        let secs: u64 = retry
+            .as_deref()
+            .expect("Retry-After header")
+            .parse()
+            .expect("Retry-After in seconds");
+        assert!((1..=60).contains(&secs), "Retry-After {secs}");
+    }
+    for (_, retry, body) in &done {
+        assert_eq!(retry, &None);
+        assert_eq!(body["status"], "ok", "{body}");
+        assert_eq!(body["stdout"], "done\n", "{body}");
+    }
+    // Once the load is gone the server admits again.
+    let r = s.run(json!({"code": "print('again')", "language": "python"}));
+    assert_eq!(r["stdout"], "again\n");
+}
