@@ -25,12 +25,12 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
-use oxc_allocator::{Allocator, ArenaVec};
+use oxc_allocator::{Allocator, ArenaVec, TakeIn};
 use oxc_ast::ast::{
-    BindingIdentifier, BindingPattern, CallExpression, Declaration, ExportDefaultDeclarationKind,
-    Expression, IdentifierName, IdentifierReference, ImportDeclarationSpecifier, ModuleExportName,
-    NumberBase, ObjectProperty, Program, Statement, TaggedTemplateExpression,
-    VariableDeclarationKind, VariableDeclarator,
+    Argument, BindingIdentifier, BindingPattern, CallExpression, Declaration,
+    ExportDefaultDeclarationKind, Expression, IdentifierName, IdentifierReference,
+    ImportDeclarationSpecifier, ModuleExportName, NumberBase, ObjectProperty, Program, Statement,
+    TaggedTemplateExpression, VariableDeclarationKind, VariableDeclarator,
 };
 use oxc_ast::builder::AstBuilder;
 use oxc_ast_visit::{walk_mut, VisitMut};
@@ -172,7 +172,11 @@ pub(crate) fn rewrite<'a>(
                     })
                     .collect();
                 if specifiers.is_empty() {
-                    requires.push(Require::SideEffect { source });
+                    // `import "x"` / `import {} from "x"` run the module;
+                    // `import { type T } from "x"` is elided entirely.
+                    if decl.specifiers.as_ref().is_none_or(|all| all.is_empty()) {
+                        requires.push(Require::SideEffect { source });
+                    }
                     continue;
                 }
                 let mut has_default = false;
@@ -275,7 +279,11 @@ pub(crate) fn rewrite<'a>(
                     .collect();
                 let source = decl.source.value.as_str().to_owned();
                 if specs.is_empty() {
-                    requires.push(Require::SideEffect { source });
+                    // `export {} from "x"` runs the module; an all-type
+                    // `export { type T } from "x"` is elided.
+                    if decl.specifiers.is_empty() {
+                        requires.push(Require::SideEffect { source });
+                    }
                     continue;
                 }
                 let var = names.for_module(&source);
@@ -396,18 +404,20 @@ pub(crate) fn rewrite<'a>(
     }
     program.body = body;
 
-    if !bindings.is_empty() {
-        let mut rewriter = Rewriter {
-            ast,
-            allocator,
-            scoping,
-            bindings: &bindings,
-        };
-        rewriter.visit_program(program);
-    }
+    let dynamic_import_name = names.fresh("_import");
+    let mut rewriter = Rewriter {
+        ast,
+        allocator,
+        scoping,
+        bindings: &bindings,
+        dynamic_import: allocator.alloc_str(&dynamic_import_name),
+        used_dynamic_import: false,
+    };
+    rewriter.visit_program(program);
+    let dynamic_import = rewriter.used_dynamic_import.then_some(dynamic_import_name);
 
     let mut prelude = String::new();
-    if !is_module {
+    if !is_module && dynamic_import.is_none() {
         return prelude;
     }
 
@@ -417,7 +427,8 @@ pub(crate) fn rewrite<'a>(
             .any(|r| matches!(r, Require::Bind { interop, .. } if *interop == i))
     };
     let import_default = uses(Interop::Default).then(|| names.fresh("_importDefault"));
-    let import_star = uses(Interop::Star).then(|| names.fresh("_importStar"));
+    let import_star =
+        (uses(Interop::Star) || dynamic_import.is_some()).then(|| names.fresh("_importStar"));
     let export_star = requires
         .iter()
         .any(|r| matches!(r, Require::ExportStar { .. }))
@@ -445,6 +456,16 @@ pub(crate) fn rewrite<'a>(
              if (k !== \"default\" && !Object.prototype.hasOwnProperty.call(target, k)) \
              Object.defineProperty(target, k, {{ enumerable: true, get: function () {{ return mod[k]; }} }}); }}); }}"
         );
+    }
+    if let (Some(f), Some(star)) = (&dynamic_import, &import_star) {
+        // `import(s)` in CommonJS, like TypeScript's `module: commonjs`.
+        let _ = writeln!(
+            prelude,
+            "function {f}(s) {{ return Promise.resolve(`${{s}}`).then(function (s) {{ return {star}(require(s)); }}); }}"
+        );
+    }
+    if !is_module {
+        return prelude;
     }
     prelude.push_str("Object.defineProperty(exports, \"__esModule\", { value: true });\n");
     let mut seen = HashSet::new();
@@ -577,6 +598,9 @@ struct Rewriter<'a, 'b> {
     allocator: &'a Allocator,
     scoping: &'b Scoping,
     bindings: &'b HashMap<SymbolId, Replacement>,
+    /// Name of the prelude helper that replaces `import(…)`.
+    dynamic_import: &'a str,
+    used_dynamic_import: bool,
 }
 
 impl<'a> Rewriter<'a, '_> {
@@ -628,13 +652,30 @@ impl<'a> Rewriter<'a, '_> {
 
 impl<'a> VisitMut<'a> for Rewriter<'a, '_> {
     fn visit_expression(&mut self, expr: &mut Expression<'a>) {
-        if let Expression::Identifier(ident) = expr {
-            if let Some(r) = self.replacement(ident) {
-                *expr = self.build(r, ident.span);
-                return;
+        match expr {
+            Expression::Identifier(ident) => {
+                if let Some(r) = self.replacement(ident) {
+                    *expr = self.build(r, ident.span);
+                }
             }
+            Expression::ImportExpression(import) => {
+                // `import(s)` → `_import(s)` (a promise of the interop
+                // namespace); import attributes have no meaning for require.
+                self.visit_expression(&mut import.source);
+                let span = import.span;
+                let source = import.source.take_in(&self.allocator);
+                self.used_dynamic_import = true;
+                *expr = Expression::new_call_expression(
+                    span,
+                    Expression::new_identifier(SPAN, self.dynamic_import, &self.ast),
+                    None,
+                    ArenaVec::from_iter_in([Argument::from(source)], &self.allocator),
+                    false,
+                    &self.ast,
+                );
+            }
+            _ => walk_mut::walk_expression(self, expr),
         }
-        walk_mut::walk_expression(self, expr);
     }
 
     fn visit_call_expression(&mut self, call: &mut CallExpression<'a>) {

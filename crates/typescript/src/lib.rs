@@ -8,6 +8,26 @@
 //! transpiled separately (`util.ts` → `util.js`), so `import … from "./util"`
 //! resolves through `require("./util")`.
 //!
+//! # Module output
+//!
+//! oxc has no CommonJS module transform, so this crate rewrites the AST
+//! itself (see `cjs.rs`), following TypeScript's `module: commonjs` with
+//! `esModuleInterop`:
+//!
+//! * imports are hoisted into `require()` calls at the top; default and
+//!   namespace imports of modules without `__esModule` (Node builtins, plain
+//!   CommonJS) get the module itself as `default`;
+//! * references to imported bindings become member accesses on the required
+//!   module (`(0, _util.f)(x)`), so imports are live bindings;
+//! * exports are getters on `exports` (live as well), plus `__esModule`;
+//! * `import(x)` becomes a promise of `require(x)` (Node's own dynamic import
+//!   would need file extensions).
+//!
+//! Not supported: top-level `await`, `import.meta`, decorators (left as is,
+//! which Node 20 rejects), JSX runtime transforms. No source maps are
+//! produced, so line numbers in runtime stack traces refer to the generated
+//! JavaScript (statements keep their order, layout differs).
+//!
 //! # Stack usage
 //!
 //! oxc's parser, semantic analysis, transformer and code generator are
@@ -98,17 +118,11 @@ pub fn transpile(source: &str, filename: &str) -> Result<String, TranspileError>
             column,
             message,
         }) => {
-            let mut diagnostics = String::new();
-            push_diagnostic(
-                &mut diagnostics,
-                filename,
-                source,
-                line,
-                column,
-                &message,
-                None,
-            );
-            return Err(TranspileError::Syntax { diagnostics });
+            let mut diagnostics = format!("{filename}:{line}:{column}: error: {message}\n");
+            push_excerpt(&mut diagnostics, source, line, column, None);
+            return Err(TranspileError::Syntax {
+                diagnostics: diagnostics.trim_end().to_owned(),
+            });
         }
         Err(e) => return Err(e),
     }
@@ -210,31 +224,31 @@ fn syntax_error<'d>(
         if count > MAX_DIAGNOSTICS {
             continue;
         }
-        let label = error
+        let mut labels: Vec<(usize, usize, Option<&str>)> = error
             .labels
             .iter()
-            .find(|l| l.primary())
-            .or_else(|| error.labels.first());
-        let mut message = error.message.to_string();
-        if let Some(help) = &error.help {
-            let _ = write!(message, "\n  help: {help}");
-        }
-        match label {
-            Some(label) => {
-                let (line, column) = line_col(source, label.offset() as usize);
-                push_diagnostic(
-                    &mut diagnostics,
-                    filename,
-                    source,
-                    line,
-                    column,
-                    &message,
-                    label.label(),
-                );
+            .map(|l| {
+                let (line, column) = line_col(source, l.offset() as usize);
+                (line, column, l.label())
+            })
+            .collect();
+        // The header points at the primary label, else at the first one.
+        let header = error.labels.iter().position(|l| l.primary()).unwrap_or(0);
+        let message = &error.message;
+        match labels.get(header) {
+            Some(&(line, column, _)) => {
+                let _ = writeln!(diagnostics, "{filename}:{line}:{column}: error: {message}");
             }
             None => {
                 let _ = writeln!(diagnostics, "{filename}: error: {message}");
             }
+        }
+        labels.sort_by_key(|&(line, column, _)| (line, column));
+        for (line, column, label) in labels {
+            push_excerpt(&mut diagnostics, source, line, column, label);
+        }
+        if let Some(help) = &error.help {
+            let _ = writeln!(diagnostics, "  = help: {help}");
         }
     }
     if count > MAX_DIAGNOSTICS {
@@ -273,17 +287,9 @@ fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Appends `file:line:col: error: message`, the source line and a caret.
-fn push_diagnostic(
-    out: &mut String,
-    filename: &str,
-    source: &str,
-    line: usize,
-    column: usize,
-    message: &str,
-    label: Option<&str>,
-) {
-    let _ = writeln!(out, "{filename}:{line}:{column}: error: {message}");
+/// Appends the source line `line` and a caret under `column` (both 1-based),
+/// followed by `label`.
+fn push_excerpt(out: &mut String, source: &str, line: usize, column: usize, label: Option<&str>) {
     let Some(text) = source.lines().nth(line.saturating_sub(1)) else {
         return;
     };

@@ -1,0 +1,451 @@
+//! End-to-end tests: transpile TypeScript, run the output under Node.
+//!
+//! Every `transpile` call runs on a thread with `MIN_STACK_SIZE` (64 MiB) of
+//! stack, as the crate documentation requires.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use coderun_typescript::{check_depth, transpile, TranspileError, MIN_STACK_SIZE};
+
+/// Runs `f` on a thread with the stack size `transpile` needs.
+fn on_big_stack<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    std::thread::Builder::new()
+        .stack_size(MIN_STACK_SIZE)
+        .spawn(f)
+        .expect("spawn transpiler thread")
+        .join()
+        .expect("transpiler thread panicked")
+}
+
+fn ts(source: &str, filename: &str) -> Result<String, TranspileError> {
+    let source = source.to_owned();
+    let filename = filename.to_owned();
+    on_big_stack(move || transpile(&source, &filename))
+}
+
+fn node() -> PathBuf {
+    if let Some(node) = std::env::var_os("NODE") {
+        return PathBuf::from(node);
+    }
+    let usr = Path::new("/usr/bin/node");
+    if usr.exists() {
+        return usr.to_owned();
+    }
+    PathBuf::from("node")
+}
+
+/// A fresh empty directory under the system temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let dir = std::env::temp_dir().join(format!(
+            "coderun-ts-test-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Transpiles every `(name.ts, source)` to `name.js` in a fresh directory
+/// with `{"type":"commonjs"}`, runs `node main.js args…` and returns stdout.
+fn run(files: &[(&str, &str)], args: &[&str]) -> String {
+    let dir = TempDir::new();
+    std::fs::write(dir.0.join("package.json"), r#"{"type":"commonjs"}"#).expect("package.json");
+    for (name, source) in files {
+        let js = match ts(source, name) {
+            Ok(js) => js,
+            Err(e) => panic!("transpiling {name} failed:\n{e}"),
+        };
+        let out = dir.0.join(Path::new(name).with_extension("js"));
+        std::fs::write(out, js).expect("write js");
+    }
+    let output = Command::new(node())
+        .arg("main.js")
+        .args(args)
+        .current_dir(&dir.0)
+        .output()
+        .expect("run node (set NODE=/path/to/node if it is not in /usr/bin or PATH)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        let mut listing = String::new();
+        for (name, _) in files {
+            let js_path = dir.0.join(Path::new(name).with_extension("js"));
+            let js = std::fs::read_to_string(js_path).unwrap_or_default();
+            listing.push_str(&format!("--- {name} → js ---\n{js}\n"));
+        }
+        panic!(
+            "node failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\n{listing}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    stdout
+}
+
+const UTIL_TS: &str = r#"
+export function f(x: number): string {
+    return "f" + x;
+}
+export let counter: number = 0;
+export function inc(): void {
+    counter++;
+}
+export const { a, b: [c] } = { a: 1, b: [2] };
+export enum Color { Red, Green = 5, Blue }
+export interface Shape { x: number }
+export type Name = string;
+export default class Greeter {
+    constructor(private name: Name) {}
+    greet(): string { return "hi " + this.name; }
+}
+"#;
+
+#[test]
+fn features_run_under_node() {
+    let main = r#"
+import fs from 'fs';
+import { readFileSync } from 'node:fs';
+import * as path from 'path';
+import Greeter, { f, counter, inc, a, c, Color, type Shape } from './util';
+import type { Name } from './util';
+const os = require('os');
+
+enum Direction { Up = 1, Down, Left = "L" }
+const enum Flags { A = 1 << 1, B = A | 1 }
+namespace Geometry {
+    export const unit = 42;
+    export function twice(): number { return unit * 2; }
+    export namespace Inner { export const deep = "deep"; }
+}
+class Point {
+    constructor(private x: number, public readonly y: number, protected z = 3) {}
+    sum(): number { return this.x + this.y + this.z; }
+}
+const shape: Shape = { x: 1 };
+const who: Name = "bob";
+
+console.log(Direction.Up, Direction.Down, Direction[2], Direction.Left);
+console.log(Flags.A, Flags.B);
+console.log(Geometry.unit, Geometry.twice(), Geometry.Inner.deep);
+console.log(new Point(1, 2).sum(), new Point(1, 2).y);
+console.log(new Greeter(who).greet(), f(shape.x));
+console.log(counter); inc(); inc(); console.log(counter);
+console.log(typeof fs.readFileSync, typeof readFileSync, path.join("a", "b"), typeof os.cpus);
+console.log(readFileSync === fs.readFileSync, fs === require("fs"));
+console.log(a, c, Color.Green, Color[6], { f }.f === f);
+console.log(JSON.stringify(process.argv.slice(2)));
+"#;
+    let stdout = run(&[("util.ts", UTIL_TS), ("main.ts", main)], &["x", "y z"]);
+    assert_eq!(
+        stdout,
+        "1 2 Down L\n\
+         2 3\n\
+         42 84 deep\n\
+         6 2\n\
+         hi bob f1\n\
+         0\n\
+         2\n\
+         function function a/b function\n\
+         true true\n\
+         1 2 5 Blue true\n\
+         [\"x\",\"y z\"]\n"
+    );
+}
+
+#[test]
+fn export_and_import_forms() {
+    let lib = r#"
+export default function (x: number) { return x * 10; }
+export const value = 7, other = 8;
+export { value as renamed, other as "quoted name" };
+export class K { static k = "K"; }
+"#;
+    let expr_default = "export default { answer: 42 } as const;\n";
+    let reexport = r#"
+export * from './lib';
+export { default as times10 } from './lib';
+export * as ns from './lib';
+export { default as fsDefault, readFileSync } from 'fs';
+"#;
+    let cjs_style = r#"
+import fs = require('fs');
+function add(a: number, b: number) { return a + b; }
+export = { add, hasFs: typeof fs.existsSync === "function" };
+"#;
+    let main = r#"
+import times10, * as lib from './lib';
+import obj from './expr';
+import { value, renamed, K, times10 as t10, ns, fsDefault, readFileSync } from './reexport';
+import legacy = require('./legacy');
+import './side';
+import {} from './side';
+
+console.log(times10(2), lib.value, lib.other, lib.renamed, lib["quoted name"], lib.K.k);
+console.log(obj.answer, value, renamed, K.k, t10(3), ns.value, typeof ns.default);
+console.log(fsDefault === require("fs"), readFileSync === require("fs").readFileSync);
+console.log(legacy.add(1, 2), legacy.hasFs);
+console.log(Object.keys(lib).sort().join(","));
+"#;
+    let side = "console.log('side effect');\nexport {};\n";
+    let stdout = run(
+        &[
+            ("lib.ts", lib),
+            ("expr.ts", expr_default),
+            ("reexport.ts", reexport),
+            ("legacy.ts", cjs_style),
+            ("side.ts", side),
+            ("main.ts", main),
+        ],
+        &[],
+    );
+    assert_eq!(
+        stdout,
+        "side effect\n\
+         20 7 8 7 8 K\n\
+         42 7 7 K 30 7 function\n\
+         true true\n\
+         3 true\n\
+         K,default,other,quoted name,renamed,value\n"
+    );
+}
+
+#[test]
+fn type_only_imports_are_removed() {
+    // None of these modules exist: a leftover require would throw.
+    let main = r#"
+import type { A } from './missing-a';
+import { type B } from './missing-b';
+import { C } from './missing-c';
+import * as D from './missing-d';
+import { v, type E } from './types';
+const x: A | B | C | D.T | E = 1 as unknown as C;
+console.log("ok", x, v);
+"#;
+    let types = r#"
+export { type E } from './missing-e';
+export type { F } from './missing-f';
+export type * from './missing-g';
+export const v = 2;
+"#;
+    assert_eq!(
+        run(&[("types.ts", types), ("main.ts", main)], &[]),
+        "ok 1 2\n"
+    );
+}
+
+#[test]
+fn imports_are_live_and_calls_unbound() {
+    let counter = r#"
+export let count = 0;
+export function bump() { count += 1; }
+export function self(this: unknown) { return this === undefined; }
+export const obj = { n: 1 };
+"#;
+    let main = r#"
+import { count, bump, self, obj } from './counter';
+function later() { return count; }
+bump();
+const { n } = obj;
+console.log(count, later(), self(), n, `${count}`);
+"#;
+    assert_eq!(
+        run(&[("counter.ts", counter), ("main.ts", main)], &[]),
+        "1 1 true 1 1\n"
+    );
+}
+
+#[test]
+fn local_names_do_not_clash_with_generated_ones() {
+    let main = r#"
+import fs from 'fs';
+const _fs = "mine";
+function _importDefault() { return "mine too"; }
+function inner() { const _fs = "shadow"; return fs === require("fs") && _fs === "shadow"; }
+console.log(_fs, _importDefault(), inner());
+"#;
+    assert_eq!(run(&[("main.ts", main)], &[]), "mine mine too true\n");
+}
+
+#[test]
+fn script_without_modules_runs() {
+    let main = "#!/usr/bin/env node\nlet s: string = 'plain';\nconsole.log(s);\n";
+    assert_eq!(run(&[("main.ts", main)], &[]), "plain\n");
+}
+
+#[test]
+fn syntax_error_reports_file_line_and_column() {
+    let source = "const a = 1;\nfunction f() {\n    let x: = 5;\n}\n";
+    let err = ts(source, "main.ts").expect_err("must fail");
+    let TranspileError::Syntax { diagnostics } = err else {
+        panic!("expected Syntax, got {err:?}");
+    };
+    assert!(
+        diagnostics.starts_with("main.ts:3:"),
+        "diagnostics: {diagnostics}"
+    );
+    assert!(
+        diagnostics.contains(": error: "),
+        "diagnostics: {diagnostics}"
+    );
+    assert!(
+        diagnostics.contains("let x: = 5;"),
+        "diagnostics: {diagnostics}"
+    );
+}
+
+#[test]
+fn semantic_errors_are_syntax_errors() {
+    let err = ts("let a = 1;\nlet a = 2;\n", "main.ts").expect_err("redeclaration");
+    let TranspileError::Syntax { diagnostics } = err else {
+        panic!("expected Syntax, got {err:?}");
+    };
+    assert!(
+        diagnostics.starts_with("main.ts:1:5: error: Identifier `a` has already been declared"),
+        "{diagnostics}"
+    );
+    assert!(diagnostics.contains("2 | let a = 2;"), "{diagnostics}");
+}
+
+#[test]
+fn unbalanced_brackets_are_syntax_errors() {
+    let err = ts("console.log((1);\n", "main.ts").expect_err("unbalanced");
+    assert!(
+        matches!(&err, TranspileError::Syntax { diagnostics } if diagnostics.starts_with("main.ts:1:")),
+        "{err:?}"
+    );
+}
+
+fn assert_too_deep(source: String) {
+    let started = Instant::now();
+    let checked = check_depth(&source, 1000);
+    assert!(
+        matches!(checked, Err(TranspileError::TooDeep { max: 1000, .. })),
+        "{checked:?}"
+    );
+    let result = on_big_stack(move || transpile(&source, "main.ts"));
+    assert!(
+        matches!(result, Err(TranspileError::TooDeep { max: 1000, .. })),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn deep_parentheses_are_rejected() {
+    let n = 30_000;
+    assert_too_deep(format!("let x = {}1{};", "(".repeat(n), ")".repeat(n)));
+}
+
+#[test]
+fn deep_braceless_statements_are_rejected() {
+    assert_too_deep(format!("{}x++;", "for(;;)".repeat(15_000)));
+    assert_too_deep(format!("{}x++;", "if (x)\n".repeat(15_000)));
+    assert_too_deep(format!("if (x) {{}}{}", " else if (x) {}".repeat(15_000)));
+}
+
+#[test]
+fn other_deep_shapes_are_rejected() {
+    let n = 30_000;
+    for source in [
+        format!("let x = {}0{};", "[".repeat(n), "]".repeat(n)),
+        format!("let x = {}0{};", "{a:".repeat(n), "}".repeat(n)),
+        format!("{}{}", "{".repeat(n), "}".repeat(n)),
+        format!("let x = {}1{};", "`${".repeat(n), "}`".repeat(n)),
+        format!("let x = {}x;", "!".repeat(200_000)),
+        format!("let x = 1{};", "+1".repeat(200_000)),
+        format!("let x = f{};", "()".repeat(200_000)),
+        format!("let x: {}B{};", "A<".repeat(n), ">".repeat(n)),
+        format!("let x = {}1;", "a => ".repeat(n)),
+    ] {
+        assert_too_deep(source);
+    }
+}
+
+#[test]
+fn nesting_of_500_still_transpiles() {
+    let n = 500;
+    let sources = [
+        format!("console.log({}1{});", "(".repeat(n), ")".repeat(n)),
+        format!(
+            "console.log(JSON.stringify({}{}).length);",
+            "[".repeat(n),
+            "]".repeat(n)
+        ),
+        format!(
+            "let x = 0;\n{}x++;{}\nconsole.log(x);",
+            "if (x >= 0) {\n".repeat(n),
+            "}\n".repeat(n)
+        ),
+        format!(
+            "let x = 0;\n{}x++;\nconsole.log(x);",
+            "if (x >= 0)\n".repeat(n)
+        ),
+        {
+            // 500 nested function declarations.
+            let mut src: String = (1..=n).map(|i| format!("function f{i}() {{\n")).collect();
+            src.push_str("return 1;\n");
+            for i in (1..=n).rev() {
+                src.push_str("}\n");
+                if i > 1 {
+                    src.push_str(&format!("return f{i}();\n"));
+                }
+            }
+            src + "console.log(f1());\n"
+        },
+    ];
+    for source in sources {
+        let stdout = run(&[("main.ts", &source)], &[]);
+        assert!(
+            stdout == "1\n" || stdout == format!("{}\n", 2 * n),
+            "{stdout}"
+        );
+    }
+}
+
+#[test]
+fn dynamic_import_and_reexported_imports() {
+    let util = r#"
+import { join } from 'path';
+import def from './dep';
+export { join, def as depDefault };
+export const viaImport = () => join("p", "q");
+"#;
+    let dep = "export default 'dep default';\n";
+    let main = r#"
+async function main() {
+    const u = await import('./util');
+    const fs = await import('fs');
+    const name = './dep';
+    const d = await import(name);
+    console.log(u.join("a", "b"), u.viaImport(), u.depDefault, typeof fs.readFileSync, fs.default === require('fs'), d.default);
+}
+main().catch((e) => { console.error(e); process.exit(1); });
+"#;
+    assert_eq!(
+        run(
+            &[("dep.ts", dep), ("util.ts", util), ("main.ts", main)],
+            &[]
+        ),
+        "a/b p/q dep default function true dep default\n"
+    );
+}
