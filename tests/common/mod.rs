@@ -154,6 +154,40 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Kills the server with SIGKILL (no cleanup of its own) and reaps it.
+    pub fn kill9(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The v1 cgroup dirs (memory, pids, cpu, cpuacct) an instance `id` of a server started by
+/// this test process creates, or the v2 dir: `<own cgroup>/coderun-<id>`.
+pub fn instance_cgroup_dirs(id: &str) -> Vec<std::path::PathBuf> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let mut dirs = Vec::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (
+            parts.next(),
+            parts.next().unwrap_or(""),
+            parts.next().unwrap_or(""),
+        );
+        for ctrl in ctrls.split(',') {
+            if ["memory", "pids", "cpu", "cpuacct"].contains(&ctrl) {
+                let base = std::path::Path::new("/sys/fs/cgroup").join(ctrl);
+                dirs.push(
+                    base.join(path.trim_start_matches('/'))
+                        .join(format!("coderun-{id}")),
+                );
+            }
+        }
+    }
+    dirs
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();

@@ -31,6 +31,8 @@ pub struct ServerConfig {
 pub struct SandboxConfig {
     pub state_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// uid slot locks; keep it the same for every instance on a host.
+    pub uid_lock_dir: PathBuf,
     pub uid_base: u32,
     pub uid_slots: u32,
     /// A seccomp policy file replacing the built-in one.
@@ -52,6 +54,7 @@ impl Default for SandboxConfig {
         SandboxConfig {
             state_dir: "/run/coderun".into(),
             data_dir: "/var/lib/coderun".into(),
+            uid_lock_dir: "/run/coderun/uids".into(),
             uid_base: 1_500_000,
             uid_slots: 4096,
             seccomp_policy: None,

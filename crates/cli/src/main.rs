@@ -176,6 +176,7 @@ fn build(config: &Config, languages_dir: Option<&Path>) -> anyhow::Result<Servic
     let mut lc = LinuxConfig::with_defaults(exe.clone());
     lc.state_root = config.sandbox.state_dir.clone();
     lc.data_dir = config.sandbox.data_dir.clone();
+    lc.uid_lock_dir = config.sandbox.uid_lock_dir.clone();
     lc.uid_base = config.sandbox.uid_base;
     lc.uid_slots = config.sandbox.uid_slots;
     if let Some(p) = &config.sandbox.seccomp_policy {

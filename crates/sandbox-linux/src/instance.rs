@@ -1,7 +1,7 @@
 //! One server instance's footprint on the host, and the sweep of dead instances' footprints.
 //!
 //! ```text
-//! <state_root>/uids/<slot>                       flock-held uid slots (shared by all instances)
+//! /run/coderun/uids/<slot>                       flock-held uid slots (shared by all instances)
 //! <state_root>/instances/<id>/lock               flock-held for the instance's whole life
 //! <state_root>/instances/<id>/boxes/<box>/       one dir per live box: helper.pid, root/
 //! <own cgroup>/coderun-<id>/<box>                one cgroup per live box, per controller

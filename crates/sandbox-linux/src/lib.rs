@@ -62,8 +62,11 @@ use crate::store::Store;
 pub struct LinuxConfig {
     /// The `coderun` binary, re-executed as `coderun __box` for every box.
     pub helper_exe: PathBuf,
-    /// Instance state dirs and uid slot locks (`/run/coderun`).
+    /// Instance state dirs (`/run/coderun`).
     pub state_root: PathBuf,
+    /// Per-box uid slot locks. Shared by every instance on the host whatever its state root,
+    /// so no two concurrent boxes ever get the same host uid.
+    pub uid_lock_dir: PathBuf,
     /// The runtime store lives in `<data_dir>/runtimes`.
     pub data_dir: PathBuf,
     /// First host uid/gid for boxes and the number of box slots (two ids each).
@@ -77,6 +80,7 @@ impl LinuxConfig {
         LinuxConfig {
             helper_exe,
             state_root: "/run/coderun".into(),
+            uid_lock_dir: "/run/coderun/uids".into(),
             data_dir: "/var/lib/coderun".into(),
             uid_base: 1_500_000,
             uid_slots: 4096,
@@ -179,7 +183,7 @@ impl LinuxBackend {
             spec,
             box_name,
             instance_dir: self.instance.dir.clone(),
-            uid_lock_dir: self.config.state_root.join("uids"),
+            uid_lock_dir: self.config.uid_lock_dir.clone(),
             uid_base: self.config.uid_base,
             uid_slots: self.config.uid_slots,
             cgroup: self.cgroup.clone(),
