@@ -197,6 +197,9 @@ impl LinuxBackend {
         protocol::write_frame(&mut input, &stdin)?;
 
         let mut child = tokio::process::Command::new(&self.config.helper_exe)
+            // The box's init is a fork of the helper and keeps its command line, which every
+            // program can read in /proc/1/cmdline: never show the binary's host path there.
+            .arg0("coderun")
             .arg("__box")
             .env_clear()
             .stdin(Stdio::piped())

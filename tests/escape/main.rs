@@ -1,0 +1,249 @@
+//! Escape suite: the attacks a hostile program would try, each against the real server and the
+//! real sandbox, with real Python, TypeScript and Rust programs.
+//!
+//! Rules every test here follows:
+//! - before anything hostile runs, [`assert_confined`] proves the box is confined (own pid
+//!   namespace, uid 1000, host root and host files invisible) and panics otherwise, so a
+//!   broken sandbox never runs an attack on the host;
+//! - every refusal has a POSITIVE CONTROL beside it (the same program doing the permitted
+//!   twin of the attack, which must succeed), so a sandbox that fails everything, or a probe
+//!   that cannot see anything, cannot pass;
+//! - where possible the verdict comes from the host (a victim file's bytes and metadata, the
+//!   secret's absence from the whole response, the host's process table), not only from what
+//!   the program claims.
+//!
+//! A product bug found here stays as a regression test naming what it found.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod environment;
+mod failure;
+mod fds;
+mod host_files;
+mod isolation;
+mod kernel;
+mod network;
+mod processes;
+mod symlinks;
+mod writes;
+
+use common::*;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+
+/// Host uids the sandbox gives boxes with the default configuration.
+pub const BOX_UID_RANGE: std::ops::Range<u32> = 1_500_000..1_500_000 + 2 * 4096;
+
+pub fn py(code: &str) -> Value {
+    json!({"language": "python", "code": code})
+}
+
+pub fn ts(code: &str) -> Value {
+    json!({"language": "typescript", "code": code})
+}
+
+pub fn rs(code: &str) -> Value {
+    json!({"language": "rust", "code": code})
+}
+
+/// `body` with the fields of `extra` added (or replaced).
+pub fn with(mut body: Value, extra: Value) -> Value {
+    let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) else {
+        panic!("with() takes two JSON objects");
+    };
+    for (k, v) in e {
+        b.insert(k, v);
+    }
+    body
+}
+
+pub fn status(r: &Value) -> &str {
+    r["status"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no status: {r}"))
+}
+
+pub fn stdout(r: &Value) -> &str {
+    r["stdout"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no stdout: {r}"))
+}
+
+/// A response shortened for assertion messages.
+pub fn brief(r: &Value) -> String {
+    let mut r = r.clone();
+    if let Some(o) = r.as_object_mut() {
+        for key in ["output", "stdout", "stderr", "error", "compile_output"] {
+            if let Some(Value::String(s)) = o.get(key) {
+                if s.len() > 1500 {
+                    let head: String = s.chars().take(1500).collect();
+                    let short = format!("{head}...({} bytes)", s.len());
+                    o.insert(key.to_string(), Value::String(short));
+                }
+            }
+        }
+    }
+    r.to_string()
+}
+
+pub fn assert_ok(r: &Value) {
+    assert_eq!(status(r), "ok", "expected ok: {}", brief(r));
+    assert_eq!(r["success"], true, "{}", brief(r));
+    assert_eq!(r["exit_code"], 0, "{}", brief(r));
+}
+
+/// Asserts the run succeeded and parses the last line of its stdout as JSON (the probes
+/// print one JSON document as their last line).
+pub fn probe(r: &Value) -> Value {
+    assert_ok(r);
+    let line = stdout(r).trim_end().lines().last().unwrap_or("");
+    serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("probe printed {line:?} ({e}): {}", brief(r)))
+}
+
+/// Runs every request at once (one thread each); answers in the same order.
+pub fn run_all(s: &Server, bodies: Vec<Value>) -> Vec<Value> {
+    std::thread::scope(|sc| {
+        let handles: Vec<_> = bodies
+            .into_iter()
+            .map(|b| sc.spawn(move || s.run(b)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
+    })
+}
+
+/// Host uid (real, effective) of a live process, if it still exists.
+pub fn host_uids(pid: u32) -> Option<(u32, u32)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    let mut it = line
+        .split_whitespace()
+        .skip(1)
+        .map(|u| u.parse::<u32>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// The NUL-separated command line of a host process, as one lossy string.
+pub fn host_cmdline(pid: u32) -> String {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw).replace('\0', " ")
+}
+
+const CONFINED_PROBE: &str = r#"
+import json, os, sys
+try:
+    init = open("/proc/1/cmdline", "rb").read().hex()
+except OSError as e:
+    init = "unreadable errno %d" % e.errno
+print(json.dumps({
+    "pid": os.getpid(),
+    "uid": os.getuid(),
+    "euid": os.geteuid(),
+    "init": init,
+    "root": sorted(os.listdir("/")),
+    "visible": [p for p in sys.argv[1:] if os.path.exists(p)],
+}))
+"#;
+
+/// Refuses (panics) unless a program in the box runs in its own pid namespace (small pid), as
+/// uid 1000 (not root), and sees neither the host's init, the host's root directory nor host
+/// files. Called first by every hostile test.
+pub fn assert_confined(server: &Server) {
+    let repo_file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let host_bin = env!("CARGO_BIN_EXE_coderun");
+    let r = server.run(json!({
+        "language": "python",
+        "code": CONFINED_PROBE,
+        "args": [repo_file, host_bin, "/root", "/work/main/Cargo.toml", "/home", "/run/coderun",
+                 "/etc/shadow", "/var"],
+    }));
+    assert_eq!(
+        status(&r),
+        "ok",
+        "confinement probe did not run, refusing to run hostile tests: {}",
+        brief(&r)
+    );
+    let line = stdout(&r).trim();
+    let probe: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("confinement probe printed {line:?}: {e}"));
+    let host_init: String = std::fs::read("/proc/1/cmdline")
+        .expect("host /proc/1/cmdline")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut host_root: Vec<String> = std::fs::read_dir("/")
+        .expect("host /")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    host_root.sort();
+    let pid = probe["pid"].as_u64().unwrap_or(u64::MAX);
+    let mut problems = Vec::new();
+    if pid >= 10 {
+        problems.push(format!("pid {pid} is not small: no own pid namespace?"));
+    }
+    if probe["uid"] != 1000 || probe["euid"] != 1000 {
+        problems.push(format!(
+            "uid {} euid {} instead of 1000",
+            probe["uid"], probe["euid"]
+        ));
+    }
+    if probe["init"].as_str() == Some(host_init.as_str()) {
+        problems.push("/proc/1 is the host's init".to_string());
+    }
+    if probe["root"] == json!(host_root) {
+        problems.push(format!("/ lists like the host's root: {}", probe["root"]));
+    }
+    if probe["visible"].as_array().is_none_or(|v| !v.is_empty()) {
+        problems.push(format!("host paths visible: {}", probe["visible"]));
+    }
+    if !problems.is_empty() {
+        panic!("NOT CONFINED, refusing to run a hostile test: {problems:?} (probe: {line})");
+    }
+}
+
+static SECRET: OnceLock<String> = OnceLock::new();
+static SECRET_SERVER: OnceLock<Server> = OnceLock::new();
+static SECRET_SERVER_PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn stop_secret_server() {
+    let pid = SECRET_SERVER_PID.load(Ordering::SeqCst);
+    if pid != 0 {
+        // SAFETY: signalling the server process this suite started; then reaping it.
+        unsafe {
+            libc::kill(pid as i32, libc::SIGTERM);
+            let mut status = 0;
+            libc::waitpid(pid as i32, &mut status, 0);
+        }
+    }
+}
+
+/// The secret the dedicated server carries in its environment.
+pub fn secret() -> &'static str {
+    SECRET.get_or_init(|| format!("s3cr3t-{}", nonce()))
+}
+
+/// A second server shared by the tests that need it: `CODERUN_TEST_SECRET` in its environment
+/// (the secret a leak would expose) and 4 run slots, so concurrent runs of the isolation test
+/// never queue behind each other or behind other tests (the shared server has one per CPU).
+pub fn secret_server() -> &'static Server {
+    SECRET_SERVER.get_or_init(|| {
+        let s = Server::start_with(
+            "[engine]\nconcurrency = 4\n",
+            &[("CODERUN_TEST_SECRET", secret())],
+        );
+        SECRET_SERVER_PID.store(s.pid, Ordering::SeqCst);
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(stop_secret_server) };
+        s
+    })
+}
+
+#[test]
+fn confinement_probe_sees_a_confined_box() {
+    assert_confined(shared());
+}
