@@ -118,7 +118,7 @@ fn largest_accepted_inputs_run() {
     ]);
 }
 
-// BUG: a program that reads stdin when the request has no `stdin` (or `"stdin": ""`) never
+// Found by this suite and fixed (regression test): a program that reads stdin when the request has no `stdin` (or `"stdin": ""`) never
 // sees end-of-file: it blocks until the time limit and comes back as status "timeout". With any
 // non-empty stdin it gets EOF after the data. (crates/sandbox-linux/src/helper.rs `supervise`:
 // when stdin_data is empty, `let mut stdin_w = if stdin_data.is_empty() { None } ...` shadows

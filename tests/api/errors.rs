@@ -447,7 +447,7 @@ fn non_json_bodies_are_400_and_huge_bodies_413() {
     ]);
 }
 
-// BUG: a JSON array is accepted as a request body: serde maps a sequence onto the struct's
+// Found by this suite and fixed (regression test): a JSON array is accepted as a request body: serde maps a sequence onto the struct's
 // fields in order, so `["print(1)", "python"]` runs print(1) with status 200. The API's body is
 // an object; anything else should be 422 invalid_request.
 #[test]

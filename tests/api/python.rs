@@ -192,7 +192,7 @@ fn python_stderr_of_a_successful_run_is_kept_apart() {
     assert_eq!(r["stderr"], "warn\n");
 }
 
-// BUG: languages/python.toml runs `python3 -E -s main.py` and sets PYTHONUNBUFFERED=1 and
+// Found by this suite and fixed (regression test): languages/python.toml runs `python3 -E -s main.py` and sets PYTHONUNBUFFERED=1 and
 // PYTHONDONTWRITEBYTECODE=1 in the run env, but `-E` makes Python ignore every PYTHON*
 // variable. So stdout is block-buffered into the pipe: what a program printed before it is
 // killed (time limit, memory limit, signal) is lost, here `print('start')` then a timeout

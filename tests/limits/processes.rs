@@ -135,6 +135,45 @@ fn python_fork_bomb_is_contained_then_service_works() {
     assert_hello(&s.run(hello()));
 }
 
+/// The TypeScript variant: `child_process.spawn` of node itself in a loop, every child doing the
+/// same (an exponential bomb through the runtime's own process API).
+#[test]
+fn typescript_child_process_bomb_is_contained_then_service_works() {
+    let s = shared();
+    assert_confined(s);
+    let nonce = crate::common::nonce();
+    let bomb = r#"
+const { spawn } = require('child_process');
+const me = process.argv[1];
+for (;;) {
+  try {
+    spawn(process.execPath, [me, process.argv[2]], { stdio: 'ignore', detached: true }).on('error', () => {});
+  } catch (e) {}
+}
+"#;
+    let t = Instant::now();
+    let w = run_watching(
+        s,
+        json!({"language": "typescript", "code": bomb, "args": [nonce], "timeout": 3}),
+        &nonce,
+    );
+    let r = &w.resp;
+    assert!(
+        matches!(status(r), "timeout" | "runtime_error" | "memory_limit"),
+        "{}",
+        brief(r)
+    );
+    assert_eq!(r["success"], false);
+    assert!(
+        f64_of(r, "wall_time") <= 4.0,
+        "bomb ran too long: {}",
+        brief(r)
+    );
+    assert!(t.elapsed() < Duration::from_secs(30));
+    assert!(w.after.is_empty(), "bomb processes survive: {:?}", w.after);
+    assert_hello(&s.run(hello()));
+}
+
 /// Spawns `/bin/sleep 10` (named after the nonce) until spawning fails or argv[2] are up.
 const RS_SPAWN: &str = r#"
 use std::os::unix::process::CommandExt;

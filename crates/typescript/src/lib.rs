@@ -24,9 +24,21 @@
 //!   would need file extensions).
 //!
 //! Not supported: top-level `await`, `import.meta`, decorators (left as is,
-//! which Node 20 rejects), JSX runtime transforms. No source maps are
-//! produced, so line numbers in runtime stack traces refer to the generated
-//! JavaScript (statements keep their order, layout differs).
+//! which Node 20 rejects), JSX runtime transforms.
+//!
+//! Namespaces are lowered by oxc; references to members that another
+//! declaration of a merged namespace exports, and to exported namespace
+//! variables, are first rewritten to `N.member` as tsc does (see
+//! `namespaces.rs`).
+//!
+//! # Source maps
+//!
+//! Every output ends with an inline source map
+//! (`//# sourceMappingURL=data:application/json;base64,…`) whose `sources`
+//! is the file name of the input (without directories: the `.js` file is
+//! meant to be written next to the `.ts` one) and which has no
+//! `sourcesContent`. Run Node with `--enable-source-maps` to get stack traces
+//! that name the TypeScript files, lines and columns.
 //!
 //! # Stack usage
 //!
@@ -50,9 +62,10 @@
 
 mod cjs;
 mod depth;
+mod namespaces;
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oxc_allocator::Allocator;
 use oxc_codegen::{Codegen, CodegenOptions};
@@ -99,8 +112,9 @@ pub enum TranspileError {
 /// Transpile TypeScript to CommonJS JavaScript that `node` runs directly (no
 /// type checking).
 ///
-/// `filename` is only used for diagnostics and to pick the dialect (`.tsx`
-/// enables JSX, `.js`/`.mjs`/`.cjs` parse as JavaScript; anything else is
+/// `filename` is used for diagnostics, as the source name in the inline
+/// source map (its last component) and to pick the dialect (`.tsx` enables
+/// JSX, `.js`/`.mjs`/`.cjs` parse as JavaScript; anything else is
 /// TypeScript). The output is always strict-mode CommonJS.
 ///
 /// Run this on a thread with at least [`MIN_STACK_SIZE`] of stack (see the
@@ -161,7 +175,26 @@ pub fn transpile(source: &str, filename: &str) -> Result<String, TranspileError>
             false,
         ));
     }
-    let scoping = semantic.semantic.into_scoping();
+    let mut scoping = semantic.semantic.into_scoping();
+
+    // oxc's namespace transform does not resolve names across merged
+    // namespace declarations; qualify such references first (see
+    // `namespaces.rs`), then recompute the semantic data for the new AST.
+    if namespaces::qualify_namespace_members(&allocator, &mut program, &scoping) {
+        let semantic = SemanticBuilder::new()
+            .with_excess_capacity(2.0)
+            .with_enum_eval(true)
+            .build(&program);
+        if semantic.diagnostics.has_errors() {
+            return Err(syntax_error(
+                filename,
+                source,
+                semantic.diagnostics.errors(),
+                false,
+            ));
+        }
+        scoping = semantic.semantic.into_scoping();
+    }
 
     let options = TransformOptions {
         env: EnvOptions {
@@ -186,15 +219,77 @@ pub fn transpile(source: &str, filename: &str) -> Result<String, TranspileError>
     program.directives.clear();
     program.hashbang = None;
 
-    let body = Codegen::new()
-        .with_options(CodegenOptions::default())
-        .build(&program)
-        .code;
-    let mut out = String::with_capacity(prelude.len() + body.len() + 16);
+    // The source map names the source relative to the generated file, which
+    // is written next to it (`dir/util.ts` → `dir/util.js`), as a relative URL.
+    let source_name = Path::new(filename)
+        .file_name()
+        .map_or(filename, |n| n.to_str().unwrap_or(filename));
+    let source_name = PathBuf::from(url_escape(source_name));
+    let generated = Codegen::new()
+        .with_options(CodegenOptions {
+            source_map_path: Some(source_name),
+            ..CodegenOptions::default()
+        })
+        .build(&program);
+    let body = generated.code;
+    let mut out = String::with_capacity(prelude.len() + 2 * body.len() + 64);
     out.push_str("\"use strict\";\n");
     out.push_str(&prelude);
+    // Lines before the body, which the source map of the body must skip.
+    let header_lines = out.bytes().filter(|&b| b == b'\n').count();
     out.push_str(&body);
+    if let Some(map) = generated.map {
+        if !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str("//# sourceMappingURL=");
+        out.push_str(&inline_source_map(map, header_lines));
+        out.push('\n');
+    }
     Ok(out)
+}
+
+/// `map` (of the code generator's output) as a `data:` URL, with its
+/// generated lines moved down by `header_lines` and without the source text
+/// (Node reads `.ts` files next to the `.js` ones when it shows a line).
+fn inline_source_map(map: oxc_sourcemap::SourceMap<'_>, header_lines: usize) -> String {
+    let offset = u32::try_from(header_lines).unwrap_or(u32::MAX);
+    let mut parts = map.into_parts();
+    parts.tokens = parts
+        .tokens
+        .iter()
+        .map(|t| {
+            oxc_sourcemap::Token::new(
+                t.get_dst_line().saturating_add(offset),
+                t.get_dst_col(),
+                t.get_src_line(),
+                t.get_src_col(),
+                t.get_source_id(),
+                t.get_name_id(),
+            )
+        })
+        .collect();
+    parts.token_chunks = None;
+    parts.source_contents = parts.sources.iter().map(|_| None).collect();
+    oxc_sourcemap::SourceMap::from_parts(parts).to_data_url()
+}
+
+/// `name` (a file name) as a relative URL: characters that would end or
+/// change it are percent-encoded, and `./` keeps a `:` from making it look
+/// like a scheme.
+fn url_escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 2);
+    if name.contains(':') {
+        out.push_str("./");
+    }
+    for c in name.chars() {
+        if matches!(c, '#' | '?' | '%' | '\\') || c.is_ascii_control() {
+            let _ = write!(out, "%{:02X}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn source_type_for(filename: &str) -> SourceType {

@@ -449,3 +449,189 @@ main().catch((e) => { console.error(e); process.exit(1); });
         "a/b p/q dep default function true dep default\n"
     );
 }
+
+#[test]
+fn merged_namespaces_share_exported_members() {
+    // Each case prints what `tsc --module commonjs` output prints.
+    let cases: &[(&str, &str)] = &[
+        (
+            "namespace A.B { export const c = 1; }\n\
+             namespace A.B { export const d = c + 1; }\n\
+             console.log(A.B.c, A.B.d);\n",
+            "1 2\n",
+        ),
+        (
+            "namespace N { export const a = 1 }\n\
+             namespace N { export const b = a + 1 }\n\
+             console.log(N.a, N.b)\n",
+            "1 2\n",
+        ),
+        // Members of a later block, and every kind of member.
+        (
+            "namespace N { export function f() { return g(); } }\n\
+             namespace N { export function g() { return 42; } export namespace M { export const z = 3; }\n\
+               export class C { v = 1 } export enum En { X = 2 } }\n\
+             namespace N { export const r = [M.z, new C().v, En.X, f(), { g }.g()]; }\n\
+             namespace N.M { export const w = z + 1; }\n\
+             namespace A.B { export const x = 1; }\n\
+             namespace A { export const y = B.x; }\n\
+             console.log(N.r.join(), N.M.w, A.y);\n",
+            "3,1,2,42,42 4 1\n",
+        ),
+        // Namespaces merged with a function, an enum and a class.
+        (
+            "function f() { return f.x; }\n\
+             namespace f { export const x = 1; }\n\
+             namespace f { export const y = x + 1; export function g() { return y * 10 + x; } }\n\
+             enum Color { Red, Green }\n\
+             namespace Color { export function parse(s: string): Color { return (Color as any)[s]; } }\n\
+             namespace Color { export const def = parse('Green'); }\n\
+             class K { static n = 3; }\n\
+             namespace K { export const m = 4; }\n\
+             namespace K { export const p = m + K.n; }\n\
+             enum E { A = 1, B }\n\
+             enum E { C = A + 10 }\n\
+             console.log(f(), f.y, f.g(), Color.def, K.p, E.C);\n",
+            "1 2 21 1 7 11\n",
+        ),
+        // A member of the merged namespace wins over an outer binding; an
+        // inner local wins over the member.
+        (
+            "const c = 5;\n\
+             namespace N { export const c = 1; }\n\
+             namespace N { export const d = c; export function f() { const c = 9; return c; } }\n\
+             namespace O { const x = 2; export const y = x; }\n\
+             namespace O { export const x = 7; }\n\
+             console.log(N.d, N.f(), c, O.y, O.x);\n",
+            "1 9 5 2 7\n",
+        ),
+        // Exported variables are live properties of the namespace, also when
+        // assigned or destructured into.
+        (
+            "namespace N { export let a = 1; export function bump() { a++; } }\n\
+             namespace N { export function get() { return a; } export function set(v: number) { a = v; } }\n\
+             namespace N { export const { p, q: [r] } = { p: 1, q: [2] }; export let z = 0; }\n\
+             namespace N { export function up() { [z] = [5]; ({ z } = { z: z + 1 }); return p + r + z; } }\n\
+             N.bump(); console.log(N.a, N.get()); N.set(7); console.log(N.a, N.get());\n\
+             console.log(N.up(), N.z);\n",
+            "2 2\n7 7\n9 6\n",
+        ),
+        // The namespace's own name is shadowed: qualify through the parent
+        // namespace, or through an alias declared at the top of the block.
+        (
+            "namespace A.B { export const c = 1; }\n\
+             namespace A.B { const B = 5; export const d = c + B; }\n\
+             namespace A.B { export function f(A: number, B: number) { return c + A + B; } }\n\
+             namespace N { export let x = 1; }\n\
+             namespace N { export function g(N: string) { const h = () => ({ x }); x++; return h().x + N; } }\n\
+             console.log(A.B.d, A.B.f(10, 100), N.g('!'), N.x);\n",
+            "6 111 2! 2\n",
+        ),
+    ];
+    for (source, expected) in cases {
+        assert_eq!(run(&[("main.ts", source)], &[]), *expected, "{source}");
+    }
+}
+
+#[test]
+fn merged_namespaces_across_module_syntax() {
+    let main = r#"
+import { join } from 'path';
+export namespace N { export const a = 1; }
+export namespace N { export const b = join(String(a), "x"); export type T = number; }
+namespace N { export const t: T = 3; }
+console.log(N.a, N.b, N.t);
+"#;
+    assert_eq!(run(&[("main.ts", main)], &[]), "1 1/x 3\n");
+}
+
+/// Transpiles `files` (paths may have directories) and runs
+/// `node --enable-source-maps main.js`; returns (success, stdout, stderr).
+fn run_with_source_maps(files: &[(&str, &str)]) -> (bool, String, String) {
+    let dir = TempDir::new();
+    std::fs::write(dir.0.join("package.json"), r#"{"type":"commonjs"}"#).expect("package.json");
+    for (name, source) in files {
+        let js = match ts(source, name) {
+            Ok(js) => js,
+            Err(e) => panic!("transpiling {name} failed:\n{e}"),
+        };
+        let ts_path = dir.0.join(name);
+        std::fs::create_dir_all(ts_path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&ts_path, source).expect("write ts");
+        std::fs::write(ts_path.with_extension("js"), js).expect("write js");
+    }
+    let output = Command::new(node())
+        .args(["--enable-source-maps", "main.js"])
+        .current_dir(&dir.0)
+        .output()
+        .expect("run node");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn output_has_an_inline_source_map() {
+    let js = ts("let x: number = 1;\nconsole.log(x);\n", "sub/util.ts").expect("transpile");
+    let last = js.lines().last().expect("lines");
+    let prefix = "//# sourceMappingURL=data:application/json;charset=utf-8;base64,";
+    assert!(last.starts_with(prefix), "{js}");
+    // Decode with node rather than pulling in a base64 crate.
+    let decoded = Command::new(node())
+        .args([
+            "-e",
+            "process.stdout.write(Buffer.from(process.argv[1], 'base64').toString())",
+        ])
+        .arg(&last[prefix.len()..])
+        .output()
+        .expect("run node");
+    let map = String::from_utf8_lossy(&decoded.stdout);
+    assert!(map.contains(r#""sources":["util.ts"]"#), "{map}");
+    assert!(!map.contains("sourcesContent"), "{map}");
+}
+
+#[test]
+fn stack_traces_name_typescript_files_and_lines() {
+    // Blank lines, types and imports shift the generated lines; the frames
+    // must still point at the TypeScript source.
+    let (ok, stdout, stderr) = run_with_source_maps(&[(
+        "main.ts",
+        "const a: number = 1;\nconsole.log(a);\n\n\nthrow new Error('boom');\n",
+    )]);
+    assert!(!ok);
+    assert_eq!(stdout, "1\n");
+    assert!(stderr.contains("Error: boom"), "{stderr}");
+    assert!(stderr.contains("main.ts:5"), "{stderr}");
+    assert!(!stderr.contains("main.js"), "{stderr}");
+
+    let util = "export type T = string;\n\
+                export let counter = 0;\n\
+                \n\
+                export function f(n: number): number {\n\
+                \x20 counter++;\n\
+                \x20 if (n > 1) {\n\
+                \x20   throw new Error(`boom ${n}`);\n\
+                \x20 }\n\
+                \x20 return n;\n\
+                }\n";
+    let main = "import { f } from './lib/util';\n\
+                import * as path from 'path';\n\
+                \n\
+                interface X { a: number }\n\
+                \n\
+                function g(n: number): number {\n\
+                \x20 return f(n) + path.sep.length;\n\
+                }\n\
+                console.log(g(1));\n\
+                g(2);\n";
+    let (ok, stdout, stderr) = run_with_source_maps(&[("lib/util.ts", util), ("main.ts", main)]);
+    assert!(!ok);
+    assert_eq!(stdout, "2\n");
+    assert!(stderr.contains("Error: boom 2"), "{stderr}");
+    assert!(stderr.contains("at f ("), "{stderr}");
+    assert!(stderr.contains("lib/util.ts:7:"), "{stderr}");
+    assert!(stderr.contains("main.ts:7:"), "{stderr}");
+    assert!(stderr.contains("main.ts:10:"), "{stderr}");
+}
