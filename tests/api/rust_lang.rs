@@ -149,3 +149,54 @@ fn rust_subprocess_and_threads() {
     assert_success(&r, "rust");
     assert_eq!(r["stdout"], "hi\ntrue\n[0, 10, 20, 30, 40, 50, 60, 70]\n");
 }
+
+/// The compile cache: the same program twice is compiled once (the second answer says
+/// `compile_cached` and carries the same warnings), and concurrent compiles of programs that
+/// differ by one character never get each other's binary.
+#[test]
+fn rust_compile_cache_hits_and_never_serves_another_programs_binary() {
+    let s = shared();
+    let tag = nonce();
+    let code = format!("fn main() {{ let unused = 1; println!(\"{tag}\"); }}");
+    let first = s.run(json!({"code": code, "language": "rust"}));
+    assert_ok(&first, "rust", &format!("{tag}\n"));
+    let second = s.run(json!({"code": code, "language": "rust"}));
+    assert_ok(&second, "rust", &format!("{tag}\n"));
+    assert_eq!(first["compile_cached"], false, "{first:#}");
+    assert_eq!(second["compile_cached"], true, "{second:#}");
+    assert_eq!(first["compile_output"], second["compile_output"]);
+    assert!(
+        text(&second, "compile_output").contains("unused"),
+        "{second:#}"
+    );
+    assert!(second["compile_time"].as_f64().unwrap() < first["compile_time"].as_f64().unwrap());
+
+    // Eight programs that differ by one digit, compiled at once, twice over.
+    let programs: Vec<(String, String)> = (0..8)
+        .map(|i| {
+            let out = format!("{tag}-{i}");
+            (
+                format!("fn main() {{ println!(\"{out}\"); }}"),
+                format!("{out}\n"),
+            )
+        })
+        .collect();
+    for round in 0..2 {
+        parallel(
+            programs
+                .iter()
+                .cloned()
+                .map(|(code, want)| {
+                    job(&format!("round {round}: {want:?}"), move || {
+                        let r = shared().run(json!({"code": code, "language": "rust"}));
+                        assert_ok(&r, "rust", &want);
+                        assert_eq!(r["compile_cached"], round == 1, "{r:#}");
+                    })
+                })
+                .collect(),
+        );
+    }
+    // Interpreted languages compile nothing.
+    let py = s.run(json!({"code": "print(1)", "language": "python"}));
+    assert_eq!(py["compile_cached"], Value::Null);
+}

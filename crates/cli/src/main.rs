@@ -186,9 +186,13 @@ fn build(config: &Config, languages_dir: Option<&Path>) -> anyhow::Result<Servic
     let backend = Arc::new(LinuxBackend::new(lc).context("cannot set up the native sandbox")?);
     let langs = load_languages(languages_dir.or(config.server.languages_dir.as_deref()))?;
     let scratch = backend.instance_dir().join("artifacts");
+    let mut engine_config = config.engine.clone();
+    if engine_config.compile_cache_dir.is_none() {
+        engine_config.compile_cache_dir = Some(config.sandbox.data_dir.join("compile-cache"));
+    }
     let engine = Engine::new(
         backend.clone() as Arc<dyn Backend>,
-        config.engine.clone(),
+        engine_config,
         langs,
         &exe,
         scratch,

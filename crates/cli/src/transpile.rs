@@ -1,7 +1,9 @@
 //! `coderun transpile-ts`: the TypeScript compile step. It runs *inside* a compile box (uid
 //! 1000, seccomp, the compile limits), so a hostile program that crashes the parser only kills
 //! that box, never the server. Every `.ts`/`.mts`/`.cts` file under the work dir is transpiled
-//! to CommonJS on a thread with a large stack, after a nesting-depth pre-scan.
+//! to CommonJS on a thread with a large stack, after a nesting-depth pre-scan. Each output file
+//! ends with an inline source map naming its `.ts` file (the run box keeps the `.ts` files next to
+//! the `.js` ones and runs `node --enable-source-maps`, so stack traces name TypeScript lines).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -57,6 +57,10 @@ pub struct EngineConfig {
     pub queue: usize,
     /// Seconds between health self-checks.
     pub self_check_interval_s: u64,
+    /// Compile cache directory; unset disables the cache.
+    pub compile_cache_dir: Option<std::path::PathBuf>,
+    /// Size cap of the compile cache (LRU); 0 disables it.
+    pub compile_cache_mb: u64,
 }
 
 impl Default for EngineConfig {
@@ -90,6 +94,8 @@ impl Default for EngineConfig {
             concurrency: 0,
             queue: 64,
             self_check_interval_s: 60,
+            compile_cache_dir: None,
+            compile_cache_mb: 512,
         }
     }
 }

@@ -4,6 +4,7 @@
 //! compiler) runs through a [`coderun_sandbox::Backend`]. The only host commands it runs are
 //! the language files' `locate` commands, once at start-up, to find runtimes.
 
+pub mod cache;
 pub mod config;
 pub mod language;
 mod pipeline;
@@ -62,6 +63,8 @@ pub struct Execution {
     pub signal: Option<String>,
     pub compile_output: Option<String>,
     pub compile_time: Option<f64>,
+    /// Whether the compile step was served by the compile cache (None: nothing compiled).
+    pub compile_cached: Option<bool>,
     pub wall_time: f64,
     pub cpu_time: f64,
     pub memory_kb: u64,
@@ -165,6 +168,7 @@ pub struct Engine {
     health: RwLock<Option<Health>>,
     scratch: PathBuf,
     counter: AtomicU64,
+    cache: Option<cache::CompileCache>,
 }
 
 impl Engine {
@@ -216,6 +220,14 @@ impl Engine {
             })
             .collect();
         let slots = Arc::new(Semaphore::new(config.effective_concurrency()));
+        let cache = match (&config.compile_cache_dir, config.compile_cache_mb) {
+            (Some(dir), mb) if mb > 0 => Some(
+                cache::CompileCache::open(dir.clone(), mb << 20).map_err(|e| {
+                    EngineError::Internal(format!("compile cache {}: {e}", dir.display()))
+                })?,
+            ),
+            _ => None,
+        };
         Ok(Engine {
             backend,
             config,
@@ -226,6 +238,7 @@ impl Engine {
             health: RwLock::new(None),
             scratch,
             counter: AtomicU64::new(0),
+            cache,
         })
     }
 
@@ -339,6 +352,12 @@ impl Engine {
         self.scratch
             .join(format!("{what}-{}-{n}", std::process::id()))
     }
+}
+
+/// A number unique within this process (for temp file names).
+pub(crate) fn unique() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// Names of the common signals, for the response's `signal` field.

@@ -372,6 +372,7 @@ pub(crate) async fn execute(
     let mut run_files = plan.files.clone();
     let mut compile_output = None;
     let mut compile_time = None;
+    let mut compile_cached = None;
     let _artifact;
     if let Some(compile) = &file.compile {
         let artifact = Scratch(engine.scratch_file(&format!("{}-out", file.name)));
@@ -394,30 +395,49 @@ pub(crate) async fn execute(
                 max_bytes: engine.config.compile_output_bytes,
             }),
         };
-        let out = engine.backend.run(spec).await?;
-        let mut text = lossy(&out.stdout);
-        text.push_str(&lossy(&out.stderr));
-        compile_time = Some(out.wall_time_us as f64 / 1e6);
-        if !out.success() || !out.collected {
-            let message = match out.limit {
-                Some(hit) => format!(
-                    "Compilation failed: {}\n{text}",
-                    limit_sentence(hit, &plan.compile_limits).to_lowercase()
-                ),
-                None if out.success() => format!(
-                    "{text}\nCompilation produced no {} (or it was over {} bytes)",
-                    compile.output, engine.config.compile_output_bytes
-                ),
-                None => text.clone(),
-            };
-            return Ok(compile_failed(
-                engine,
-                lang,
-                message,
-                text,
-                compile_time,
-                &out,
-            ));
+        let key = cache_key(engine, lang, &spec);
+        let looked_up = std::time::Instant::now();
+        let hit = match (&engine.cache, &key) {
+            (Some(cache), Some(key)) => cache.get(key, &artifact.0),
+            _ => None,
+        };
+        if let Some(hit) = hit {
+            compile_time = Some(looked_up.elapsed().as_secs_f64());
+            compile_output = Some(hit.compile_output);
+            compile_cached = Some(true);
+        } else {
+            let out = engine.backend.run(spec).await?;
+            let mut text = lossy(&out.stdout);
+            text.push_str(&lossy(&out.stderr));
+            compile_time = Some(out.wall_time_us as f64 / 1e6);
+            if !out.success() || !out.collected {
+                let message = match out.limit {
+                    Some(hit) => format!(
+                        "Compilation failed: {}\n{text}",
+                        limit_sentence(hit, &plan.compile_limits).to_lowercase()
+                    ),
+                    None if out.success() => format!(
+                        "{text}\nCompilation produced no {} (or it was over {} bytes)",
+                        compile.output, engine.config.compile_output_bytes
+                    ),
+                    None => text.clone(),
+                };
+                return Ok(compile_failed(
+                    engine,
+                    lang,
+                    message,
+                    text,
+                    compile_time,
+                    &out,
+                ));
+            }
+            if let (Some(cache), Some(key)) = (&engine.cache, &key) {
+                if let Err(e) = cache.put(key, &artifact.0, &text) {
+                    tracing::warn!(language = %file.name, "compile cache: cannot store: {e}");
+                }
+            }
+            compile_output = Some(text);
+            compile_cached = Some(false);
         }
         match compile.output_kind {
             OutputKind::Binary => run_files.push(InputFile {
@@ -447,7 +467,6 @@ pub(crate) async fn execute(
                 }
             }
         }
-        compile_output = Some(text);
         _artifact = artifact;
     }
     let spec = BoxSpec {
@@ -461,13 +480,71 @@ pub(crate) async fn execute(
         collect: None,
     };
     let out = engine.backend.run(spec).await?;
-    Ok(finish(
+    let mut exec = finish(
         engine,
         lang,
         &plan.run_limits,
         out,
         compile_output,
         compile_time,
+    );
+    exec.compile_cached = compile_cached;
+    Ok(exec)
+}
+
+/// The compile cache key of a compile box, or None when the compiler's version is unknown
+/// (then nothing is cached: a key must pin the compiler).
+fn cache_key(engine: &Engine, lang: &Language, spec: &BoxSpec) -> Option<String> {
+    engine.cache.as_ref()?;
+    let version = version(engine, lang)?;
+    let mut parts: Vec<Vec<u8>> = vec![
+        b"coderun-compile-v1".to_vec(),
+        lang.file.name.clone().into_bytes(),
+        version.into_bytes(),
+    ];
+    parts.extend(spec.argv.iter().map(|a| a.clone().into_bytes()));
+    parts.push(b"env".to_vec());
+    for (k, v) in &spec.env {
+        parts.push(format!("{k}={v}").into_bytes());
+    }
+    parts.push(b"mounts".to_vec());
+    for m in &spec.mounts {
+        use std::os::unix::fs::MetadataExt;
+        parts.push(m.source.as_os_str().as_encoded_bytes().to_vec());
+        parts.push(m.target.as_os_str().as_encoded_bytes().to_vec());
+        // The identity of what is mounted: a rebuilt coderun (its transpiler) or a replaced
+        // toolchain file gets new keys even when version strings stay the same.
+        let includes = if m.include.is_empty() {
+            vec![String::new()]
+        } else {
+            m.include.clone()
+        };
+        for inc in includes {
+            if let Ok(meta) = std::fs::metadata(m.source.join(&inc)) {
+                parts.push(
+                    format!(
+                        "{inc}:{}:{}:{}:{}",
+                        meta.ino(),
+                        meta.len(),
+                        meta.mtime(),
+                        meta.mtime_nsec()
+                    )
+                    .into_bytes(),
+                );
+            }
+        }
+    }
+    parts.push(b"files".to_vec());
+    for f in &spec.files {
+        let FileSource::Inline(content) = &f.source else {
+            return None;
+        };
+        parts.push(f.path.clone().into_bytes());
+        parts.push(vec![u8::from(f.executable)]);
+        parts.push(content.clone().into_bytes());
+    }
+    Some(crate::cache::CompileCache::key(
+        parts.iter().map(Vec::as_slice),
     ))
 }
 
@@ -496,6 +573,7 @@ fn compile_failed(
         signal: None,
         compile_output: Some(text),
         compile_time,
+        compile_cached: Some(false),
         wall_time: 0.0,
         cpu_time: 0.0,
         memory_kb: out.memory_peak_kb,
@@ -538,6 +616,7 @@ fn finish(
         signal: out.signal().map(signal_name),
         compile_output,
         compile_time,
+        compile_cached: None,
         wall_time: out.wall_time_us as f64 / 1e6,
         cpu_time: out.cpu_time_us as f64 / 1e6,
         memory_kb: out.memory_peak_kb,
