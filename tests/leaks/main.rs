@@ -97,10 +97,11 @@ fn sigkill_mid_run_leaves_boxes_that_the_next_start_sweeps() {
             processes_containing(&nonce).len() >= 8,
             "the boxes' processes should outlive a SIGKILLed server"
         );
+        // 8 running boxes, plus whatever warm pooled boxes the victim held.
         let boxes = std::fs::read_dir(victim_dir.join("boxes"))
             .expect("boxes")
             .count();
-        assert_eq!(boxes, 8, "8 box state dirs left behind");
+        assert!(boxes >= 8, "8 box state dirs left behind, found {boxes}");
         assert!(
             box_cgroups(&victim_id).len() >= 8,
             "box cgroups left behind"

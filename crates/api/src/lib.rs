@@ -122,6 +122,7 @@ async fn health(State(state): State<AppState>) -> Response {
                 "checked_at": h.checked_at,
                 "running": state.engine.running(),
                 "queued": state.engine.queued(),
+                "pools": state.engine.pool_sizes(),
                 "languages": h.languages,
             });
             (code, Json(body)).into_response()

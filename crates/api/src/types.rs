@@ -70,6 +70,8 @@ pub struct ExecuteResponse {
     pub compile_output: Option<String>,
     pub compile_time: Option<f64>,
     pub compile_cached: Option<bool>,
+    /// The program ran in a warm pooled box.
+    pub pooled: bool,
     pub wall_time: f64,
     pub cpu_time: f64,
     pub memory_kb: u64,
@@ -93,6 +95,7 @@ impl From<Execution> for ExecuteResponse {
             compile_output: e.compile_output,
             compile_time: e.compile_time,
             compile_cached: e.compile_cached,
+            pooled: e.pooled,
             wall_time: e.wall_time,
             cpu_time: e.cpu_time,
             memory_kb: e.memory_kb,

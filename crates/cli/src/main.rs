@@ -80,6 +80,9 @@ enum Command {
         /// Also run a type check.
         #[arg(long)]
         typecheck: bool,
+        /// A pooled compile box: wait on this fd for the files before transpiling.
+        #[arg(long)]
+        wait_fd: Option<i32>,
     },
 }
 
@@ -99,8 +102,13 @@ fn main() {
 
 fn try_main() -> anyhow::Result<i32> {
     let cli = Cli::parse();
-    if let Command::TranspileTs { bundle, typecheck } = &cli.command {
-        return transpile::main(bundle, *typecheck);
+    if let Command::TranspileTs {
+        bundle,
+        typecheck,
+        wait_fd,
+    } = &cli.command
+    {
+        return transpile::main(bundle, *typecheck, *wait_fd);
     }
     init_logging();
     let config = Config::load(cli.config.as_deref())?;
@@ -223,6 +231,7 @@ async fn serve(
         tracing::error!(error = ?health.sandbox_error, "sandbox self-check failed: /health reports unhealthy");
     }
     service.engine.spawn_self_check_loop();
+    service.engine.start_pools();
     let app = coderun_api::app(coderun_api::AppState {
         engine: service.engine.clone(),
         body_limit: config.server.body_limit_bytes,

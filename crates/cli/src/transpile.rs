@@ -17,7 +17,10 @@ const MAX_DEPTH: usize = 1000;
 /// Where the compile box shows the checker (see languages/typescript.toml).
 const TYPESCRIPT_DIR: &str = "/opt/coderun/typescript";
 
-pub fn main(bundle: &Path, typecheck: bool) -> anyhow::Result<i32> {
+pub fn main(bundle: &Path, typecheck: bool, wait_fd: Option<i32>) -> anyhow::Result<i32> {
+    if let Some(fd) = wait_fd {
+        receive_files(fd)?;
+    }
     let mut sources = Vec::new();
     collect(Path::new("."), &mut sources)?;
     sources.sort();
@@ -77,6 +80,44 @@ pub fn main(bundle: &Path, typecheck: bool) -> anyhow::Result<i32> {
     std::fs::write(bundle, serde_json::to_vec(&out)?)
         .with_context(|| format!("cannot write {}", bundle.display()))?;
     Ok(0)
+}
+
+/// A pooled compile box: block on `fd` until a request hands over its files (the runner
+/// message `{"files": [{"path", "content", "executable"}], ...}`), write them into the work
+/// dir, close the fd.
+fn receive_files(fd: i32) -> anyhow::Result<()> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    #[derive(serde::Deserialize)]
+    struct Message {
+        files: Vec<File>,
+    }
+    #[derive(serde::Deserialize)]
+    struct File {
+        path: String,
+        content: String,
+    }
+    // SAFETY: the box set this fd up for us (the hand-off pipe); nothing else owns it.
+    let mut ctl = unsafe { std::fs::File::from_raw_fd(fd) };
+    let mut text = String::new();
+    ctl.read_to_string(&mut text)
+        .context("reading the hand-off")?;
+    drop(ctl);
+    let msg: Message = serde_json::from_str(&text).context("bad hand-off")?;
+    for f in msg.files {
+        coderun_sandbox::validate_relative_path(&f.path).map_err(anyhow::Error::msg)?;
+        let path = Path::new(&f.path);
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut out| std::io::Write::write_all(&mut out, f.content.as_bytes()))
+            .with_context(|| format!("writing {}", f.path))?;
+    }
+    Ok(())
 }
 
 /// Runs the native TypeScript checker over the sources; `Some(exit code)` when it found errors

@@ -61,6 +61,8 @@ pub struct EngineConfig {
     pub compile_cache_dir: Option<std::path::PathBuf>,
     /// Size cap of the compile cache (LRU); 0 disables it.
     pub compile_cache_mb: u64,
+    /// Warm boxes kept ready per pooled language step; 0 disables the pools.
+    pub pool_size: usize,
 }
 
 impl Default for EngineConfig {
@@ -96,6 +98,7 @@ impl Default for EngineConfig {
             self_check_interval_s: 60,
             compile_cache_dir: None,
             compile_cache_mb: 512,
+            pool_size: 2,
         }
     }
 }

@@ -88,6 +88,22 @@ pub struct CompileDef {
     /// Flags added to the command when a request sets `typecheck: true`.
     #[serde(default)]
     pub typecheck_flags: Vec<String>,
+    /// How to keep compile boxes ready ahead of time (requests without flags only).
+    pub pool: Option<PoolDef>,
+}
+
+/// A warm, single-use box: `command` starts ahead of time and waits on fd 3 for the
+/// program's files and arguments (see runners/). Used only when every runtime it needs is
+/// there.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolDef {
+    pub command: Vec<String>,
+    /// Runtimes mounted besides the step's own.
+    #[serde(default)]
+    pub runtimes: Vec<String>,
+    /// The file the runner runs (default: the source file).
+    pub main: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -107,6 +123,7 @@ pub struct RunDef {
     pub runtimes: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    pub pool: Option<PoolDef>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +175,19 @@ impl LanguageFile {
             ));
         }
         let mut used: Vec<&String> = self.run.runtimes.iter().collect();
+        let pools = self
+            .run
+            .pool
+            .iter()
+            .chain(self.compile.iter().flat_map(|c| c.pool.iter()));
+        for pool in pools {
+            if pool.command.first().is_none_or(|c| !c.starts_with('/')) {
+                return Err(bad(
+                    "pool.command must start with an absolute path inside the box".into(),
+                ));
+            }
+            used.extend(pool.runtimes.iter());
+        }
         if let Some(c) = &self.compile {
             if c.command.is_empty() || !c.command[0].starts_with('/') {
                 return Err(bad(

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod config;
 pub mod language;
 mod pipeline;
+mod pool;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,6 +66,8 @@ pub struct Execution {
     pub compile_time: Option<f64>,
     /// Whether the compile step was served by the compile cache (None: nothing compiled).
     pub compile_cached: Option<bool>,
+    /// Whether the program ran in a warm pooled box.
+    pub pooled: bool,
     pub wall_time: f64,
     pub cpu_time: f64,
     pub memory_kb: u64,
@@ -129,6 +132,17 @@ impl Language {
             .collect()
     }
 
+    /// Like `mounts_for`, but a missing optional runtime is an error too (a pool needs all).
+    fn mounts_for_all(&self, names: &[String]) -> Result<Vec<RuntimeMount>, EngineError> {
+        if names
+            .iter()
+            .any(|n| matches!(self.mounts.get(n), Some(Err(_))))
+        {
+            return Err(EngineError::Internal("a runtime is missing".into()));
+        }
+        self.mounts_for(names)
+    }
+
     fn all_mounts(&self) -> Result<Vec<RuntimeMount>, EngineError> {
         let names: Vec<String> = self.mounts.keys().cloned().collect();
         self.mounts_for(&names)
@@ -169,6 +183,8 @@ pub struct Engine {
     scratch: PathBuf,
     counter: AtomicU64,
     cache: Option<cache::CompileCache>,
+    /// Warm pools by `<language>/<step>`.
+    pools: BTreeMap<String, Arc<pool::Pool>>,
 }
 
 impl Engine {
@@ -228,7 +244,7 @@ impl Engine {
             ),
             _ => None,
         };
-        Ok(Engine {
+        let mut engine = Engine {
             backend,
             config,
             languages,
@@ -239,7 +255,44 @@ impl Engine {
             scratch,
             counter: AtomicU64::new(0),
             cache,
-        })
+            pools: BTreeMap::new(),
+        };
+        if engine.config.pool_size > 0 {
+            let mut pools = BTreeMap::new();
+            for lang in &engine.languages {
+                for (step, template, main) in pipeline::pool_templates(&engine, lang) {
+                    let name = format!("{}/{step}", lang.file.name);
+                    let pool =
+                        pool::Pool::new(name.clone(), template, main, engine.config.pool_size);
+                    pools.insert(name, Arc::new(pool));
+                }
+            }
+            engine.pools = pools;
+        }
+        Ok(engine)
+    }
+
+    /// Starts filling the warm pools (call once, from within the runtime).
+    pub fn start_pools(&self) {
+        for pool in self.pools.values() {
+            let scratch = self.scratch.clone();
+            let name = pool.name.replace('/', "-");
+            pool.spawn_refill(self.backend.clone(), move || {
+                scratch.join(format!("pool-{name}-{}-{}", std::process::id(), unique()))
+            });
+        }
+    }
+
+    pub(crate) fn pool(&self, language: &str, step: &str) -> Option<Arc<pool::Pool>> {
+        self.pools.get(&format!("{language}/{step}")).cloned()
+    }
+
+    /// Ready boxes per pool (`python/run` → 2).
+    pub fn pool_sizes(&self) -> BTreeMap<String, usize> {
+        self.pools
+            .iter()
+            .map(|(k, p)| (k.clone(), p.ready_count()))
+            .collect()
     }
 
     pub fn config(&self) -> &EngineConfig {

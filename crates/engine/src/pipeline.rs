@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coderun_sandbox::{
-    BoxSpec, FileSource, InputFile, LimitHit, Limits, Outcome, OutputFile, RuntimeMount,
+    BoxSpec, FileSource, Handoff, InputFile, LimitHit, Limits, Outcome, OutputFile, RuntimeMount,
     SandboxError,
 };
 
@@ -321,6 +321,10 @@ fn expand(command: &[String], source: &str, args: &[String], flags: &[String]) -
         match part.as_str() {
             "{args}" => out.extend(args.iter().cloned()),
             "{flags}" => out.extend(flags.iter().cloned()),
+            // Room in a pooled runner's argv for the program's real command line, which the
+            // runner writes over it at hand-off (so /proc/<pid>/cmdline and ps show it). A
+            // single argument may not exceed 128 KiB.
+            "{room}" => out.extend((0..3).map(|_| ".".repeat(100_000))),
             _ => out.push(part.replace("{source}", source)),
         }
     }
@@ -406,7 +410,38 @@ pub(crate) async fn execute(
             compile_output = Some(hit.compile_output);
             compile_cached = Some(true);
         } else {
-            let out = engine.backend.run(spec).await?;
+            let pooled = if plan.typecheck {
+                None
+            } else {
+                engine.pool(&file.name, "compile").and_then(|p| p.take())
+            };
+            let out = match pooled {
+                Some(ready) => {
+                    let message = handoff_message(&file.source_file, &[], &plan.files)?;
+                    let out = ready
+                        .prepared
+                        .start(Handoff {
+                            message,
+                            stdin: Vec::new(),
+                            wall_time_ms: plan.compile_limits.wall_time_ms,
+                            cpu_time_ms: plan.compile_limits.cpu_time_ms,
+                            output_bytes: plan.compile_limits.output_bytes,
+                        })
+                        .await?;
+                    // The pooled box wrote its artefact where it was told when it was set up.
+                    if let Some(path) = ready.artifact {
+                        if out.collected {
+                            std::fs::rename(&path, &artifact.0).map_err(|e| {
+                                EngineError::Internal(format!("moving a pooled artefact: {e}"))
+                            })?;
+                        } else {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                    out
+                }
+                None => engine.backend.run(spec).await?,
+            };
             let mut text = lossy(&out.stdout);
             text.push_str(&lossy(&out.stderr));
             compile_time = Some(out.wall_time_us as f64 / 1e6);
@@ -469,17 +504,42 @@ pub(crate) async fn execute(
         }
         _artifact = artifact;
     }
-    let spec = BoxSpec {
-        label: format!("{}-run", file.name),
-        argv: expand(&file.run.command, &file.source_file, &plan.args, &[]),
-        env: env(&file.run.env),
-        mounts: lang.mounts_for(&file.run.runtimes)?,
-        files: run_files,
-        stdin: plan.stdin,
-        limits: plan.run_limits.clone(),
-        collect: None,
+    let pool = engine.pool(&file.name, "run").filter(|p| {
+        same_box_limits(&p.limits, &plan.run_limits)
+            && run_files
+                .iter()
+                .all(|f| matches!(f.source, FileSource::Inline(_)))
+    });
+    let taken = pool.and_then(|p| p.take().map(|ready| (p, ready)));
+    let pooled = taken.is_some();
+    let out = match taken {
+        Some((pool, ready)) => {
+            let message = handoff_message(&pool.main, &plan.args, &run_files)?;
+            ready
+                .prepared
+                .start(Handoff {
+                    message,
+                    stdin: plan.stdin,
+                    wall_time_ms: plan.run_limits.wall_time_ms,
+                    cpu_time_ms: plan.run_limits.cpu_time_ms,
+                    output_bytes: plan.run_limits.output_bytes,
+                })
+                .await?
+        }
+        None => {
+            let spec = BoxSpec {
+                label: format!("{}-run", file.name),
+                argv: expand(&file.run.command, &file.source_file, &plan.args, &[]),
+                env: env(&file.run.env),
+                mounts: lang.mounts_for(&file.run.runtimes)?,
+                files: run_files,
+                stdin: plan.stdin,
+                limits: plan.run_limits.clone(),
+                collect: None,
+            };
+            engine.backend.run(spec).await?
+        }
     };
-    let out = engine.backend.run(spec).await?;
     let mut exec = finish(
         engine,
         lang,
@@ -489,7 +549,119 @@ pub(crate) async fn execute(
         compile_time,
     );
     exec.compile_cached = compile_cached;
+    exec.pooled = pooled;
     Ok(exec)
+}
+
+/// What a pooled box's runner receives: the main file, the arguments, every file.
+fn handoff_message(
+    main: &str,
+    args: &[String],
+    files: &[InputFile],
+) -> Result<String, EngineError> {
+    let files: Vec<serde_json::Value> = files
+        .iter()
+        .map(|f| match &f.source {
+            FileSource::Inline(content) => Ok(serde_json::json!({
+                "path": f.path, "content": content, "executable": f.executable,
+            })),
+            FileSource::Host(_) => Err(EngineError::Internal(
+                "a host file cannot be handed to a pooled box".into(),
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(serde_json::json!({"main": main, "args": args, "files": files}).to_string())
+}
+
+/// Whether a request's run limits are those a pooled box was set up with (wall time, CPU
+/// time and output caps are set at hand-off; the rest is fixed in the box).
+fn same_box_limits(pool: &Limits, wanted: &Limits) -> bool {
+    Limits {
+        wall_time_ms: 0,
+        cpu_time_ms: 0,
+        output_bytes: 0,
+        ..pool.clone()
+    } == Limits {
+        wall_time_ms: 0,
+        cpu_time_ms: 0,
+        output_bytes: 0,
+        ..wanted.clone()
+    }
+}
+
+/// The pool templates of a language: (step, the box every member is made from, the runner's
+/// main file). Steps whose runtimes are missing have no pool.
+pub(crate) fn pool_templates(
+    engine: &Engine,
+    lang: &Language,
+) -> Vec<(&'static str, BoxSpec, String)> {
+    let file = &lang.file;
+    let defaults = ExecuteRequest {
+        language: file.name.clone(),
+        ..Default::default()
+    };
+    let Ok(plan) = plan(engine, lang, &defaults) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(pool) = &file.run.pool {
+        let names: Vec<String> = file
+            .run
+            .runtimes
+            .iter()
+            .chain(&pool.runtimes)
+            .cloned()
+            .collect();
+        if let Ok(mounts) = lang.mounts_for_all(&names) {
+            out.push((
+                "run",
+                BoxSpec {
+                    label: format!("{}-run-pooled", file.name),
+                    argv: expand(&pool.command, &file.source_file, &[], &[]),
+                    env: env(&file.run.env),
+                    mounts,
+                    files: Vec::new(),
+                    stdin: Vec::new(),
+                    limits: plan.run_limits.clone(),
+                    collect: None,
+                },
+                pool.main
+                    .clone()
+                    .unwrap_or_else(|| file.source_file.clone()),
+            ));
+        }
+    }
+    if let Some(compile) = &file.compile {
+        if let Some(pool) = &compile.pool {
+            let names: Vec<String> = compile
+                .runtimes
+                .iter()
+                .chain(&pool.runtimes)
+                .cloned()
+                .collect();
+            if let Ok(mounts) = lang.mounts_for_all(&names) {
+                out.push((
+                    "compile",
+                    BoxSpec {
+                        label: format!("{}-compile-pooled", file.name),
+                        argv: pool.command.clone(),
+                        env: env(&compile.env),
+                        mounts,
+                        files: Vec::new(),
+                        stdin: Vec::new(),
+                        limits: plan.compile_limits.clone(),
+                        collect: Some(OutputFile {
+                            path: compile.output.clone(),
+                            host_path: std::path::PathBuf::new(),
+                            max_bytes: engine.config.compile_output_bytes,
+                        }),
+                    },
+                    file.source_file.clone(),
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// The compile cache key of a compile box, or None when the compiler's version is unknown
@@ -574,6 +746,7 @@ fn compile_failed(
         compile_output: Some(text),
         compile_time,
         compile_cached: Some(false),
+        pooled: false,
         wall_time: 0.0,
         cpu_time: 0.0,
         memory_kb: out.memory_peak_kb,
@@ -617,6 +790,7 @@ fn finish(
         compile_output,
         compile_time,
         compile_cached: None,
+        pooled: false,
         wall_time: out.wall_time_us as f64 / 1e6,
         cpu_time: out.cpu_time_us as f64 / 1e6,
         memory_kb: out.memory_peak_kb,

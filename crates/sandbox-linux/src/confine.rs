@@ -14,6 +14,7 @@
 //!                                                   │ 6 write input files into /work
 //!                                                   │ 7 not dumpable
 //!                                                   │ 8 fork ───────────────────────────► a new session, stdio, only fds 0-2
+//!                                                   │                                     (a pooled box's runner: also fd 3)
 //!                                                   │                                     b default signal dispositions
 //!                                                   │                                     c rlimits
 //!                                                   │                                     d drop bounding/ambient caps, lock securebits
@@ -63,6 +64,9 @@ pub struct Plan {
     pub filter: Filter,
     /// The program's stdin (read end), stdout and stderr (write ends).
     pub stdio: [RawFd; 3],
+    /// A pooled box: the read end of the hand-off pipe, fd 3 of the program (a runner that
+    /// waits there for the real program). Closed by the runner before user code runs.
+    pub handoff: Option<RawFd>,
     /// Init reads one byte here once the helper has written the id maps and cgroup.
     pub go: RawFd,
     /// Init writes its [`InitMessage`]s here.
@@ -168,7 +172,7 @@ pub fn init_main(plan: Plan) -> ! {
         program_exec(&plan, exec_w);
     }
     close(exec_w);
-    for fd in plan.stdio {
+    for fd in plan.stdio.into_iter().chain(plan.handoff) {
         close(fd);
     }
     // The exec pipe closes without data on a successful exec (it is close-on-exec).
@@ -248,31 +252,51 @@ fn reap_all() {
 
 /// The program's side of the fork: steps a–h, then execve. Never returns.
 fn program_exec(plan: &Plan, exec_err: RawFd) -> ! {
-    let fail = |err: io::Error| -> ! {
-        let code = err.raw_os_error().unwrap_or(libc::EINVAL).to_ne_bytes();
-        let _ = sys::write_all(3, &code);
+    // a: own session; stdio on 0-2; a pooled box's hand-off pipe on 3; the exec-status pipe
+    // (close-on-exec) right after; nothing else open.
+    let err_fd: RawFd = if plan.handoff.is_some() { 4 } else { 3 };
+    let die = || -> ! {
         // SAFETY: plain process exit.
         unsafe { libc::_exit(127) }
     };
-    // a: own session; stdio on 0-2; the exec-status pipe on 3; nothing else open.
+    // Park both pipes above the range we are about to fill, so no dup2 clobbers them.
+    // SAFETY: fcntl with integer arguments on fds we own.
+    let err_hi = unsafe { libc::fcntl(exec_err, libc::F_DUPFD_CLOEXEC, 64) };
+    let handoff_hi = match plan.handoff {
+        // SAFETY: as above.
+        Some(fd) => unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 64) },
+        None => 0,
+    };
+    if err_hi == -1 || handoff_hi == -1 {
+        die();
+    }
+    let fail = |err: io::Error| -> ! {
+        let code = err.raw_os_error().unwrap_or(libc::EINVAL).to_ne_bytes();
+        let _ = sys::write_all(err_fd, &code);
+        die()
+    };
     // SAFETY: setsid takes no arguments.
     unsafe { libc::setsid() };
     for (target, &fd) in plan.stdio.iter().enumerate() {
         // SAFETY: dup2 on fds we own.
         if unsafe { libc::dup2(fd, target as RawFd) } == -1 {
-            // SAFETY: plain process exit.
-            unsafe { libc::_exit(127) }
+            die();
         }
     }
-    // SAFETY: dup2 on fds we own; 3 is free once stdio sits on 0-2.
-    if exec_err != 3 && unsafe { libc::dup2(exec_err, 3) } == -1 {
-        // SAFETY: plain process exit.
-        unsafe { libc::_exit(127) }
+    // SAFETY: dup2 on fds we own; the new fd 3 is not close-on-exec (the runner reads it).
+    if plan.handoff.is_some() && unsafe { libc::dup2(handoff_hi, 3) } == -1 {
+        die();
     }
-    // SAFETY: fcntl with integer arguments.
-    unsafe { libc::fcntl(3, libc::F_SETFD, libc::FD_CLOEXEC) };
-    // SAFETY: close_range with integer arguments closes every fd from 4 up.
-    if unsafe { libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) } == -1 {
+    // SAFETY: dup2 on fds we own.
+    if unsafe { libc::dup2(err_hi, err_fd) } == -1 {
+        die();
+    }
+    // SAFETY: fcntl with integer arguments on an fd we own.
+    if unsafe { libc::fcntl(err_fd, libc::F_SETFD, libc::FD_CLOEXEC) } == -1 {
+        die();
+    }
+    // SAFETY: close_range with integer arguments closes every fd after the exec-status pipe.
+    if unsafe { libc::syscall(libc::SYS_close_range, (err_fd + 1) as u32, u32::MAX, 0u32) } == -1 {
         fail(io::Error::last_os_error());
     }
     // b: signal dispositions and mask as a fresh process has them (the helper ignores SIGPIPE).

@@ -25,7 +25,7 @@ use coderun_sandbox::{FileSource, LimitHit, Termination};
 
 use crate::cgroup::{BoxCgroup, CgroupLimits};
 use crate::confine::{self, InitMessage, InputContent, Plan};
-use crate::protocol::{self, Report, ReportError, ReportOutcome, Request};
+use crate::protocol::{self, Handoff, Report, ReportError, ReportOutcome, Request};
 use crate::rlimit::Rlimits;
 use crate::rootfs::RootPlan;
 use crate::sys::{self, close, cvt};
@@ -207,6 +207,11 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
     let (stderr_r, stderr_w) = sys::pipe().map_err(fail("pipe"))?;
     let (go_r, go_w) = sys::pipe().map_err(fail("pipe"))?;
     let (report_r, report_w) = sys::pipe().map_err(fail("pipe"))?;
+    let handoff = if req.pooled {
+        Some(sys::pipe().map_err(fail("pipe"))?)
+    } else {
+        None
+    };
 
     let plan = Plan {
         root: RootPlan {
@@ -226,21 +231,30 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
         rlimits: Rlimits::from_limits(limits),
         filter,
         stdio: [stdin_r, stdout_w, stderr_w],
+        handoff: handoff.map(|(r, _)| r),
         go: go_r,
         report: report_w,
     };
 
     let pid = namespaces::clone_into_new_namespaces().map_err(fail("clone"))?;
     if pid == 0 {
-        for fd in [stdin_w, stdout_r, stderr_r, go_w, report_r] {
+        for fd in [stdin_w, stdout_r, stderr_r, go_w, report_r]
+            .into_iter()
+            .chain(handoff.map(|(_, w)| w))
+        {
             close(fd);
         }
         confine::init_main(plan);
     }
     cleanup.init = Some(pid);
-    for fd in [stdin_r, stdout_w, stderr_w, go_r, report_w] {
+    for fd in [stdin_r, stdout_w, stderr_w, go_r, report_w]
+        .into_iter()
+        .chain(handoff.map(|(r, _)| r))
+    {
         close(fd);
     }
+    // SAFETY: the write end was just created by pipe2 and is owned by nobody else.
+    let handoff_w = handoff.map(|(_, w)| unsafe { OwnedFd::from_raw_fd(w) });
     drop(plan);
     // SAFETY: the fds were just created by pipe2 and are owned by nobody else now.
     let (stdin_w, stdout_r, stderr_r, go_w, report_r) = unsafe {
@@ -262,9 +276,39 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
     drop(go_w);
     drop(held);
 
+    // A pooled box: the runner is started and waits on its fd 3. Tell the server we are
+    // ready, then wait (without a deadline, burning no CPU) for the program.
+    let mut limits = limits.clone();
+    let mut stdin_data = stdin_data;
+    let already_started = match handoff_w {
+        None => false,
+        Some(handoff_w) => {
+            wait_started(&report_r)?;
+            let mut out = io::stdout().lock();
+            protocol::write_frame(&mut out, br#"{"ready":true}"#)
+                .and_then(|_| out.flush())
+                .map_err(fail("report ready"))?;
+            drop(out);
+            let mut input = io::stdin().lock();
+            let handoff = protocol::read_frame(&mut input)
+                .and_then(|b| serde_json::from_slice::<Handoff>(&b).map_err(io::Error::from))
+                .map_err(fail("read hand-off (the pool was dropped)"))?;
+            stdin_data = protocol::read_frame(&mut input).map_err(fail("read hand-off stdin"))?;
+            drop(input);
+            limits.wall_time_ms = handoff.wall_time_ms;
+            limits.cpu_time_ms = handoff.cpu_time_ms;
+            limits.output_bytes = handoff.output_bytes;
+            // The runner reads to EOF; a runner that died meanwhile shows up as its exit.
+            let _ = sys::write_all(handoff_w.as_raw_fd(), handoff.message.as_bytes());
+            drop(handoff_w);
+            true
+        }
+    };
+
     let sup = supervise(
         pid,
-        limits,
+        &limits,
+        already_started,
         stdin_data,
         stdin_w,
         stdout_r,
@@ -370,10 +414,51 @@ impl Stream {
     }
 }
 
+/// Waits (up to the set-up timeout) for init's first message: the runner's exec.
+fn wait_started(report_r: &OwnedFd) -> Result<(), ReportError> {
+    let deadline = sys::monotonic_us() + SETUP_TIMEOUT_US;
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\n") {
+        let left_ms = deadline.saturating_sub(sys::monotonic_us()) / 1000;
+        if left_ms == 0 {
+            return Err(fail_msg(
+                "set-up",
+                "the pooled runtime did not start in time",
+            ));
+        }
+        let mut pfd = libc::pollfd {
+            fd: report_r.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(&mut pfd, 1, left_ms.min(1000) as i32) };
+        if pfd.revents == 0 {
+            continue;
+        }
+        // SAFETY: reading one byte into a valid buffer.
+        let n = unsafe { libc::read(report_r.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+        if n <= 0 {
+            return Err(fail_msg("set-up", "init ended before the runtime started"));
+        }
+        line.push(byte[0]);
+    }
+    match serde_json::from_slice::<InitMessage>(&line) {
+        Ok(InitMessage::Started) => Ok(()),
+        Ok(InitMessage::Failed { step, message }) => Err(ReportError { step, message }),
+        other => Err(fail_msg(
+            "set-up",
+            format!("unexpected message from init: {other:?}"),
+        )),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn supervise(
     init: libc::pid_t,
     limits: &coderun_sandbox::Limits,
+    already_started: bool,
     stdin_data: Vec<u8>,
     stdin_w: OwnedFd,
     stdout_r: OwnedFd,
@@ -418,6 +503,11 @@ fn supervise(
     let setup_deadline = sys::monotonic_us() + SETUP_TIMEOUT_US;
     let mut started_at: Option<u64> = None;
     let mut cpu_baseline_ns = 0u64;
+    if already_started {
+        // A pooled box: wall and CPU time count from the hand-off.
+        started_at = Some(sys::monotonic_us());
+        cpu_baseline_ns = cgroup.map_or(0, |cg| cg.cpu_usage_ns().unwrap_or(0));
+    }
     let mut limit: Option<LimitHit> = None;
     let mut killed = false;
     let mut exited_at: Option<u64> = None;
@@ -550,6 +640,13 @@ fn supervise(
         }
     }
     let (termination, wall_time_us, collected) = match finished {
+        // A pooled box's runner was exec'd long before the program arrived: its wall time
+        // counts from the hand-off, as the helper measured it.
+        Some((t, _, c)) if limit.is_none() && already_started => (
+            t,
+            exited_at.saturating_sub(started_at.unwrap_or(exited_at)),
+            c,
+        ),
         Some(f) if limit.is_none() => f,
         // Killed from outside (a limit): init could not report; the program died by SIGKILL.
         _ => {

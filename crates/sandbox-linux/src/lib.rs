@@ -49,7 +49,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use coderun_sandbox::{Backend, BoxFuture, BoxSpec, Check, Outcome, SandboxError};
+use coderun_sandbox::{
+    Backend, BoxFuture, BoxSpec, Check, Handoff, Outcome, PreparedBox, SandboxError,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cgroup::Layout;
@@ -158,6 +160,16 @@ impl LinuxBackend {
     }
 
     async fn run_box(&self, spec: BoxSpec) -> Result<Outcome, SandboxError> {
+        let stdin = spec.stdin.clone();
+        let helper = self.spawn_helper(spec, false).await?;
+        let mut input = Vec::with_capacity(stdin.len() + 8);
+        protocol::write_frame(&mut input, &stdin)?;
+        helper.finish(input).await
+    }
+
+    /// Starts a helper for `spec` and sends it the request (a pooled box also gets its empty
+    /// stdin frame and is waited for until it reports ready).
+    async fn spawn_helper(&self, spec: BoxSpec, pooled: bool) -> Result<Helper, SandboxError> {
         if spec.argv.is_empty() {
             return Err(SandboxError::InvalidSpec("argv is empty".into()));
         }
@@ -178,7 +190,6 @@ impl LinuxBackend {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let box_name = format!("box-{n}-{:06x}", random_u64() as u32 & 0xff_ffff);
         let backstop = Duration::from_millis(spec.limits.wall_time_ms + 60_000);
-        let stdin = spec.stdin.clone();
         let request = Request {
             spec,
             box_name,
@@ -189,13 +200,15 @@ impl LinuxBackend {
             cgroup: self.cgroup.clone(),
             mounts,
             seccomp_policy: self.config.seccomp_policy.clone(),
+            pooled,
         };
         let header =
             serde_json::to_vec(&request).map_err(|e| SandboxError::Helper(e.to_string()))?;
-        let mut input = Vec::with_capacity(header.len() + stdin.len() + 16);
-        protocol::write_frame(&mut input, &header)?;
-        protocol::write_frame(&mut input, &stdin)?;
-
+        let mut first = Vec::with_capacity(header.len() + 16);
+        protocol::write_frame(&mut first, &header)?;
+        if pooled {
+            protocol::write_frame(&mut first, &[])?;
+        }
         let mut child = tokio::process::Command::new(&self.config.helper_exe)
             // The box's init is a fork of the helper and keeps its command line, which every
             // program can read in /proc/1/cmdline: never show the binary's host path there.
@@ -212,30 +225,84 @@ impl LinuxBackend {
                     self.config.helper_exe.display()
                 ))
             })?;
-        let mut child_in = child
-            .stdin
-            .take()
-            .ok_or_else(|| SandboxError::Helper("no stdin".into()))?;
-        let mut child_out = child
-            .stdout
-            .take()
-            .ok_or_else(|| SandboxError::Helper("no stdout".into()))?;
-        let mut child_err = child
-            .stderr
-            .take()
-            .ok_or_else(|| SandboxError::Helper("no stderr".into()))?;
+        let missing = || SandboxError::Helper("helper pipes missing".into());
+        let mut helper = Helper {
+            stdin: child.stdin.take().ok_or_else(missing)?,
+            stdout: child.stdout.take().ok_or_else(missing)?,
+            stderr: child.stderr.take().ok_or_else(missing)?,
+            child,
+            backstop,
+        };
+        helper.stdin.write_all(&first).await?;
+        if pooled {
+            helper.wait_ready().await?;
+        }
+        Ok(helper)
+    }
+}
+
+/// A running box helper, talked to over its stdin/stdout.
+struct Helper {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
+    stderr: tokio::process::ChildStderr,
+    backstop: Duration,
+}
+
+impl Helper {
+    /// Reads the pooled helper's `{"ready":true}` frame; anything else is its error report.
+    async fn wait_ready(&mut self) -> Result<(), SandboxError> {
+        let mut len = [0u8; 8];
+        let read = async {
+            self.stdout.read_exact(&mut len).await?;
+            let len = u64::from_le_bytes(len).min(1 << 20) as usize;
+            let mut frame = vec![0u8; len];
+            self.stdout.read_exact(&mut frame).await?;
+            Ok::<_, std::io::Error>(frame)
+        };
+        let frame = match tokio::time::timeout(Duration::from_secs(60), read).await {
+            Ok(Ok(frame)) => frame,
+            Ok(Err(e)) => {
+                return Err(SandboxError::Helper(format!(
+                    "pooled box did not start: {e}"
+                )))
+            }
+            Err(_) => {
+                return Err(SandboxError::Helper(
+                    "pooled box did not start within 60 s".into(),
+                ))
+            }
+        };
+        if frame == br#"{"ready":true}"# {
+            return Ok(());
+        }
+        match serde_json::from_slice::<Report>(&frame) {
+            Ok(Report { result: Err(e) }) => Err(SandboxError::Setup {
+                step: e.step,
+                message: e.message,
+            }),
+            _ => Err(SandboxError::Helper(
+                "pooled box sent an unexpected frame".into(),
+            )),
+        }
+    }
+
+    /// Writes the rest of the input, reads the report, waits for the helper to exit.
+    async fn finish(mut self, input: Vec<u8>) -> Result<Outcome, SandboxError> {
+        let backstop = self.backstop;
         let talk = async {
             let write = async {
-                child_in.write_all(&input).await?;
-                drop(child_in);
+                self.stdin.write_all(&input).await?;
+                drop(self.stdin);
                 Ok::<_, std::io::Error>(())
             };
             let mut out = Vec::new();
             let mut err = Vec::new();
             let (w, o, e) = tokio::join!(
                 write,
-                child_out.read_to_end(&mut out),
-                child_err.read_to_end(&mut err)
+                self.stdout.read_to_end(&mut out),
+                self.stderr.read_to_end(&mut err)
             );
             o?;
             e?;
@@ -245,7 +312,7 @@ impl LinuxBackend {
                     return Err(w);
                 }
             }
-            let status = child.wait().await?;
+            let status = self.child.wait().await?;
             Ok::<_, std::io::Error>((out, err, status))
         };
         let (out, err, status) = match tokio::time::timeout(backstop, talk).await {
@@ -290,6 +357,27 @@ impl LinuxBackend {
     }
 }
 
+impl PreparedBox for Helper {
+    fn start(
+        self: Box<Self>,
+        handoff: Handoff,
+    ) -> BoxFuture<'static, Result<Outcome, SandboxError>> {
+        Box::pin(async move {
+            let header = serde_json::to_vec(&protocol::Handoff {
+                message: handoff.message,
+                wall_time_ms: handoff.wall_time_ms,
+                cpu_time_ms: handoff.cpu_time_ms,
+                output_bytes: handoff.output_bytes,
+            })
+            .map_err(|e| SandboxError::Helper(e.to_string()))?;
+            let mut input = Vec::with_capacity(header.len() + handoff.stdin.len() + 16);
+            protocol::write_frame(&mut input, &header)?;
+            protocol::write_frame(&mut input, &handoff.stdin)?;
+            self.finish(input).await
+        })
+    }
+}
+
 impl Drop for LinuxBackend {
     fn drop(&mut self) {
         if let Some((layout, id)) = &self.cgroup {
@@ -308,6 +396,13 @@ impl Backend for LinuxBackend {
 
     fn run(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Outcome, SandboxError>> {
         Box::pin(self.run_box(spec))
+    }
+
+    fn prepare(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Box<dyn PreparedBox>, SandboxError>> {
+        Box::pin(async move {
+            let helper = self.spawn_helper(spec, true).await?;
+            Ok(Box::new(helper) as Box<dyn PreparedBox>)
+        })
     }
 
     fn host_checks(&self) -> Vec<Check> {

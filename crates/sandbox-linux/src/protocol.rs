@@ -37,6 +37,20 @@ pub struct Request {
     pub mounts: Vec<(PathBuf, PathBuf)>,
     /// The seccomp policy text to compile and install.
     pub seccomp_policy: String,
+    /// A pooled box: start the program (a runner) at once, answer a `{"ready":true}` frame,
+    /// then wait for a [`Handoff`] and the program's stdin.
+    #[serde(default)]
+    pub pooled: bool,
+}
+
+/// What a pooled box receives when a request takes it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Handoff {
+    /// Passed verbatim to the runner on its fd 3 (JSON text the runner understands).
+    pub message: String,
+    pub wall_time_ms: u64,
+    pub cpu_time_ms: u64,
+    pub output_bytes: u64,
 }
 
 /// What the helper answers: either the program's outcome or why the box failed.

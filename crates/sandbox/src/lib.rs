@@ -221,6 +221,30 @@ pub struct Check {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What a prepared (pooled) box receives when a request takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handoff {
+    /// Bytes for the box's runner (its fd 3): the program's files and arguments, in the
+    /// runner's own format.
+    pub message: String,
+    pub stdin: Vec<u8>,
+    /// Limits enforced from the hand-off on (the box's memory, process and disk limits were
+    /// fixed when it was prepared).
+    pub wall_time_ms: u64,
+    pub cpu_time_ms: u64,
+    pub output_bytes: u64,
+}
+
+/// A box set up ahead of time with its runtime started and waiting; used once.
+pub trait PreparedBox: Send {
+    /// Hands the program over; the box runs it and is destroyed. Dropping an unstarted
+    /// prepared box destroys it too.
+    fn start(
+        self: Box<Self>,
+        handoff: Handoff,
+    ) -> BoxFuture<'static, Result<Outcome, SandboxError>>;
+}
+
 /// A way of running one program in a fresh, single-use box.
 pub trait Backend: Send + Sync + 'static {
     /// Short name for `/health` and logs, e.g. `linux-native`.
@@ -231,6 +255,18 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Checks the host mechanisms this backend depends on (for `coderun doctor`).
     fn host_checks(&self) -> Vec<Check>;
+
+    /// Sets a box up ahead of time and starts `spec.argv` (a runner that waits on fd 3 for
+    /// the program). Backends that cannot do this answer an error, and callers run unpooled.
+    fn prepare(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Box<dyn PreparedBox>, SandboxError>> {
+        let _ = spec;
+        Box::pin(async {
+            Err(SandboxError::InvalidSpec(format!(
+                "backend {} has no pool",
+                self.name()
+            )))
+        })
+    }
 }
 
 #[cfg(test)]

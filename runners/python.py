@@ -1,0 +1,80 @@
+# coderun's Python runner for pooled boxes. The interpreter starts ahead of time (with the
+# same flags as an unpooled run) and blocks here on fd 3 until a request hands it a program.
+# It then behaves like `python3 -E -s -u -B main.py ARGS`: the files are written to /work,
+# sys.argv and sys.path[0] are the script's, the code runs as __main__ with the file's name
+# in tracebacks, and an uncaught exception prints the usual traceback (without this runner's
+# frame) and exits 1. Nothing of the runner stays reachable from the program but the module
+# objects it imported (os, sys, json, types).
+import ctypes
+import json
+import os
+import sys
+import types
+
+
+def _set_cmdline(argv):
+    # Write the program's command line over this process's argv area (the pool left room for
+    # it) the way setproctitle does: one string, then NULs, and a non-NUL last byte, which
+    # tells the kernel to show /proc/<pid>/cmdline up to the first NUL. So ps and
+    # /proc/<pid>/cmdline show `python3 -E -s -u -B main.py ARGS` (space-separated).
+    with open("/proc/self/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[45]), int(fields[46])
+    title = b" ".join(os.fsencode(a) for a in argv)[: max(0, end - start - 2)] + b"\0"
+    if start and end - start >= 2:
+        ctypes.memmove(start, title + b"\0" * (end - start - len(title) - 1) + b".", end - start)
+
+
+def _receive():
+    with os.fdopen(3, "rb") as ctl:  # closes fd 3: the program sees only 0-2
+        return json.loads(ctl.read())
+
+
+def _main():
+    msg = _receive()
+    for f in msg["files"]:
+        path = os.path.join("/work", f["path"])
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o755 if f["executable"] else 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+            out.write(f["content"])
+    main_path = os.path.join("/work", msg["main"])
+    sys.argv = [msg["main"]] + msg["args"]
+    _set_cmdline([sys.executable, "-E", "-s", "-u", "-B"] + sys.argv)
+    sys.path[0] = "/work"
+    with open(main_path, "rb") as src:
+        source = src.read()
+    module = types.ModuleType("__main__")
+    module.__file__ = main_path
+    module.__builtins__ = __builtins__
+    module.__cached__ = None
+    module.__loader__ = None
+    module.__spec__ = None
+    sys.modules["__main__"] = module
+    try:
+        code = compile(source, main_path, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        # The interpreter reports a script's syntax error without a traceback header.
+        sys.excepthook(type(e), e.with_traceback(None), None)
+        sys.exit(1)
+    try:
+        exec(code, module.__dict__)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        # Print as the interpreter would, starting at the program's own frame.
+        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+        sys.excepthook(type(e), e.with_traceback(tb), tb)
+        if isinstance(e, KeyboardInterrupt):
+            # Like CPython: die by SIGINT so the parent sees the signal.
+            import signal
+
+            sys.stdout.flush()
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGINT)
+        sys.exit(1)
+
+
+_main()

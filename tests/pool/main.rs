@@ -1,0 +1,161 @@
+//! Pool suite: warm single-use boxes behave exactly like fresh ones. A differential corpus
+//! runs on a server without pools and on one with them, and every answer must match; then the
+//! pool is exhausted and must refill, and a disabled pool must never be used.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Waits until every pool of `s` is full (each holds `size` ready boxes).
+fn wait_pools_full(s: &Server, size: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, health) = s.get("/health");
+        let pools = health["pools"].as_object().cloned().unwrap_or_default();
+        if !pools.is_empty() && pools.values().all(|v| v.as_u64() == Some(size)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "pools never filled: {health}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// (name, request) pairs covering what must not change when a box is pooled.
+fn corpus() -> Vec<(&'static str, Value)> {
+    let py = |code: &str| json!({"language": "python", "code": code});
+    let ts = |code: &str| json!({"language": "typescript", "code": code});
+    vec![
+        ("py hello", py("print('hello')")),
+        ("py name argv file path", json!({"language": "python", "args": ["a", "b c"],
+            "code": "import sys, os\nprint(__name__, sys.argv, __file__, sys.path[0], os.getcwd())"})),
+        ("py traceback", py("def f():\n    raise ValueError('bad')\n\nf()\n")),
+        ("py syntax error", py("def f(:\n    pass\n")),
+        ("py exit code", py("import sys\nprint('out')\nsys.exit(7)")),
+        ("py stdin", json!({"language": "python", "stdin": "line1\nline2\n",
+            "code": "import sys\nprint(sys.stdin.read().upper(), end='')"})),
+        ("py sibling import", json!({"language": "python",
+            "files": [{"name": "util.py", "content": "X = 41\n"}, {"name": "pkg/__init__.py", "content": ""},
+                      {"name": "pkg/m.py", "content": "def g():\n    return 1\n"}],
+            "code": "import util\nfrom pkg.m import g\nprint(util.X + g(), util.__file__)"})),
+        ("py signal", py("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)")),
+        ("py keyboard interrupt", py("raise KeyboardInterrupt")),
+        ("py uncaught in thread", py("import threading\nt = threading.Thread(target=lambda: 1/0)\nt.start(); t.join()\nprint('after')")),
+        ("py main guard", py("if __name__ == '__main__':\n    print('main')\nelse:\n    print('not main')")),
+        ("py timeout", json!({"language": "python", "code": "while True: pass", "timeout": 1})),
+        ("py memory", py("b = bytearray(400 * 1024 * 1024)")),
+        ("py output limit", json!({"language": "python", "code": "print('x' * 5000)", "max_output_bytes": 4096})),
+        ("py fds", py("import os\nprint(sorted(os.listdir('/proc/self/fd'))[:3], len(os.listdir('/proc/self/fd')))")),
+        ("ts hello", ts("console.log('hello')")),
+        ("ts argv and main", json!({"language": "typescript", "args": ["x", "y"],
+            "code": "console.log(process.argv.slice(2), require.main === module, __filename)"})),
+        ("ts sibling import", json!({"language": "typescript",
+            "files": [{"name": "util.ts", "content": "export function f(n: number) { return n * 2 }"}],
+            "code": "import { f } from './util';\nimport fs from 'fs';\nconsole.log(f(21), typeof fs.readFileSync)"})),
+        ("ts throw", ts("function f(): never { throw new Error('boom') }\nf();")),
+        ("ts exit code", ts("console.log('a');\nprocess.exit(3);")),
+        ("ts stdin", json!({"language": "typescript", "stdin": "abc",
+            "code": "import fs from 'fs';\nconsole.log(fs.readFileSync(0, 'utf8').toUpperCase())"})),
+        ("ts timeout", json!({"language": "typescript", "code": "for(;;){}", "timeout": 1})),
+        ("ts syntax error", ts("let x = ;")),
+        ("ts execArgv, worker and fork", ts(concat!(
+            "import { Worker, isMainThread, parentPort } from 'worker_threads';\n",
+            "import { fork } from 'child_process';\n",
+            "if (!isMainThread) { parentPort!.postMessage('worker ok'); }\n",
+            "else if (process.argv[2] === 'child') { console.log('child ok'); }\n",
+            "else {\n",
+            "  console.log(process.execArgv);\n",
+            "  const w = new Worker(__filename);\n",
+            "  w.on('message', (m: string) => { console.log(m); fork(__filename, ['child']); });\n",
+            "}\n",
+        ))),
+    ]
+}
+
+/// The fields that describe what the program did (timings and memory differ run to run).
+fn observable(r: &Value) -> Value {
+    json!({
+        "status": r["status"], "success": r["success"], "stdout": r["stdout"],
+        "stderr": r["stderr"], "exit_code": r["exit_code"], "signal": r["signal"],
+        "error": r["error"], "truncated": r["truncated"],
+    })
+}
+
+#[test]
+fn pooled_and_fresh_boxes_give_identical_results() {
+    let fresh = Server::start_with("[engine]\npool_size = 0\n", &[]);
+    let pooled = Server::start_with("[engine]\npool_size = 2\n", &[]);
+    let (_, h) = fresh.get("/health");
+    assert_eq!(h["pools"], json!({}), "pool_size 0 creates no pools: {h}");
+    let mut differences = Vec::new();
+    for (name, req) in corpus() {
+        wait_pools_full(&pooled, 2);
+        let a = fresh.run(req.clone());
+        let b = pooled.run(req.clone());
+        assert_eq!(a["pooled"], false, "{name}: {a}");
+        if b["status"] != "compile_error" {
+            assert_eq!(
+                b["pooled"], true,
+                "{name}: the pooled server did not use its pool: {b}"
+            );
+        }
+        if observable(&a) != observable(&b) {
+            differences.push(format!(
+                "{name}:\n  fresh:  {}\n  pooled: {}",
+                observable(&a),
+                observable(&b)
+            ));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "pooled runs differ:\n{}",
+        differences.join("\n")
+    );
+}
+
+/// Exhausting the pool never fails a request (they run fresh), and the pool fills again.
+#[test]
+fn an_exhausted_pool_refills_and_requests_still_succeed() {
+    let s = Server::start_with("[engine]\npool_size = 2\nconcurrency = 6\n", &[]);
+    wait_pools_full(&s, 2);
+    let results: Vec<Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let s = &s;
+                scope.spawn(move || {
+                    s.run(json!({"language": "python", "code": format!("print({i})")}))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("request"))
+            .collect()
+    });
+    for (i, r) in results.iter().enumerate() {
+        assert_eq!(r["output"], format!("{i}\n"), "{r}");
+    }
+    let pooled = results.iter().filter(|r| r["pooled"] == true).count();
+    assert!(pooled >= 1, "some requests should use the pool");
+    assert!(
+        pooled <= 2,
+        "no more pooled runs than ready boxes: {pooled}"
+    );
+    wait_pools_full(&s, 2);
+    let again = s.run(json!({"language": "python", "code": "print('again')"}));
+    assert_eq!(again["pooled"], true, "{again}");
+}
+
+/// A request whose fixed limits differ from the pool's (memory here) runs fresh.
+#[test]
+fn requests_with_other_box_limits_run_fresh() {
+    let s = Server::start_with("[engine]\npool_size = 1\n", &[]);
+    wait_pools_full(&s, 1);
+    let r = s.run(json!({"language": "python", "code": "print(1)", "memory_mb": 256}));
+    assert_eq!(r["pooled"], false, "{r}");
+    let r = s.run(json!({"language": "python", "code": "print(1)", "timeout": 2}));
+    assert_eq!(r["pooled"], true, "wall time is set at hand-off: {r}");
+}
