@@ -189,3 +189,43 @@ fn a_full_queue_answers_503_overloaded_with_retry_after() {
     let r = s.run(json!({"code": "print('again')", "language": "python"}));
     assert_eq!(r["stdout"], "again\n");
 }
+
+/// `coderun config check` accepts the shipped example config and names an unknown key, in a
+/// file and in a `CODERUN_*` override.
+#[test]
+fn config_check_accepts_the_example_and_names_unknown_keys() {
+    let bin = env!("CARGO_BIN_EXE_coderun");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let ok = std::process::Command::new(bin)
+        .args(["config", "check"])
+        .arg(root.join("coderun.example.toml"))
+        .output()
+        .expect("run coderun config check");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[engine]\nmemroy_mb = 1\n").expect("write");
+    let out = std::process::Command::new(bin)
+        .args(["config", "check"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("memroy_mb"));
+    let out = std::process::Command::new(bin)
+        .args(["config", "check"])
+        .arg(root.join("coderun.example.toml"))
+        .env("CODERUN_ENGINE_QUEUEE", "3")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("CODERUN_ENGINE_QUEUEE") && err.contains("queuee"),
+        "{err}"
+    );
+}

@@ -1,5 +1,7 @@
-//! The service's configuration file (TOML). Every section and key is optional; unknown keys
-//! are an error that names the key.
+//! The service's configuration: a TOML file (`--config` or `CODERUN_CONFIG`), then
+//! environment overrides `CODERUN_<SECTION>_<KEY>` (e.g. `CODERUN_ENGINE_MEMORY_MB=256`,
+//! `CODERUN_SERVER_LISTEN=0.0.0.0:8000`), then command-line flags. Every section and key is
+//! optional; an unknown key — in the file or in the environment — is an error that names it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -62,18 +64,143 @@ impl Default for SandboxConfig {
     }
 }
 
+/// Sections an environment override may name.
+const SECTIONS: [&str; 3] = ["server", "engine", "sandbox"];
+/// `CODERUN_*` variables that are not config keys.
+const NOT_KEYS: [&str; 4] = [
+    "CODERUN_CONFIG",
+    "CODERUN_LOG",
+    "CODERUN_SOAK_RUNS",
+    "CODERUN_TEST_VERBOSE",
+];
+
 impl Config {
+    /// The file (if any) with the process environment's overrides applied.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
-        let Some(path) = path else {
-            return Ok(Config::default());
+        Config::load_with_env(path, std::env::vars())
+    }
+
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let (mut table, origin) = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                let table: toml::Table = toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?;
+                (table, format!("config file {}", path.display()))
+            }
+            None => (toml::Table::new(), "configuration".to_string()),
         };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let cfg: Config = toml::from_str(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
+        let mut overridden = Vec::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("CODERUN_") else {
+                continue;
+            };
+            if NOT_KEYS.contains(&name.as_str()) || name.starts_with("CODERUN_TEST") {
+                continue;
+            }
+            let lower = rest.to_ascii_lowercase();
+            let Some((section, key)) = lower.split_once('_') else {
+                anyhow::bail!("environment variable {name}: expected CODERUN_<SECTION>_<KEY> with SECTION one of {}", SECTIONS.join(", "));
+            };
+            if !SECTIONS.contains(&section) {
+                anyhow::bail!(
+                    "environment variable {name}: unknown section {section:?}; sections: {}",
+                    SECTIONS.join(", ")
+                );
+            }
+            // A value is read as TOML when it parses (numbers, booleans, arrays), else as text.
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.clone()));
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let Some(section_table) = entry.as_table_mut() else {
+                anyhow::bail!("{origin}: [{section}] is not a table");
+            };
+            section_table.insert(key.to_string(), parsed);
+            overridden.push(name);
+        }
+        let origin = if overridden.is_empty() {
+            origin
+        } else {
+            format!("{origin} with {}", overridden.join(", "))
+        };
+        let cfg: Config = toml::Value::Table(table)
+            .try_into()
+            .with_context(|| format!("invalid {origin}"))?;
         cfg.engine
             .validate()
-            .map_err(|m| anyhow::anyhow!("invalid config file {}: engine: {m}", path.display()))?;
+            .map_err(|m| anyhow::anyhow!("invalid {origin}: engine: {m}"))?;
         Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_unknown_keys_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[engine]\nmemory_mb = 200\nqueue = 3\n").unwrap();
+        let cfg = Config::load_with_env(
+            Some(&file),
+            env(&[
+                ("CODERUN_ENGINE_MEMORY_MB", "256"),
+                ("CODERUN_SERVER_LISTEN", "0.0.0.0:9000"),
+                ("CODERUN_LOG", "debug"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(cfg.engine.memory_mb, 256);
+        assert_eq!(cfg.engine.queue, 3);
+        assert_eq!(cfg.server.listen.to_string(), "0.0.0.0:9000");
+
+        std::fs::write(&file, "[engine]\nmemroy_mb = 1\n").unwrap();
+        let err = format!(
+            "{:#}",
+            Config::load_with_env(Some(&file), env(&[])).unwrap_err()
+        );
+        assert!(err.contains("memroy_mb"), "{err}");
+        let err = format!(
+            "{:#}",
+            Config::load_with_env(None, env(&[("CODERUN_ENGINE_NOPE", "1")])).unwrap_err()
+        );
+        assert!(
+            err.contains("nope") && err.contains("CODERUN_ENGINE_NOPE"),
+            "{err}"
+        );
+        let err = format!(
+            "{:#}",
+            Config::load_with_env(None, env(&[("CODERUN_BOGUS_X", "1")])).unwrap_err()
+        );
+        assert!(err.contains("CODERUN_BOGUS_X"), "{err}");
+        let err = format!(
+            "{:#}",
+            Config::load_with_env(None, env(&[("CODERUN_ENGINE_MEMORY_MB", "0")])).unwrap_err()
+        );
+        assert!(err.contains("memory_mb"), "{err}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let example =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../coderun.example.toml");
+        Config::load_with_env(Some(&example), env(&[])).unwrap();
     }
 }

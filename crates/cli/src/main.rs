@@ -66,6 +66,11 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Check the host: namespaces, cgroups, seccomp, each language runtime.
     Doctor {
         #[arg(long)]
@@ -84,6 +89,12 @@ enum Command {
         #[arg(long)]
         wait_fd: Option<i32>,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a config file (with the environment's CODERUN_* overrides applied).
+    Check { file: PathBuf },
 }
 
 fn main() {
@@ -110,6 +121,21 @@ fn try_main() -> anyhow::Result<i32> {
     {
         return transpile::main(bundle, *typecheck, *wait_fd);
     }
+    if let Command::Config {
+        command: ConfigCommand::Check { file },
+    } = &cli.command
+    {
+        return match Config::load(Some(file)) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("{}: {e:#}", file.display());
+                Ok(1)
+            }
+        };
+    }
     init_logging();
     let config = Config::load(cli.config.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -130,7 +156,7 @@ fn try_main() -> anyhow::Result<i32> {
                 args,
             } => run(config, languages_dir, file, language, stdin, timeout, args).await,
             Command::Doctor { languages_dir } => doctor(config, languages_dir).await,
-            Command::TranspileTs { .. } => Ok(2),
+            Command::TranspileTs { .. } | Command::Config { .. } => Ok(2),
         }
     })
 }
