@@ -229,3 +229,117 @@ fn config_check_accepts_the_example_and_names_unknown_keys() {
         "{err}"
     );
 }
+
+/// The value of the sample `name{labels}` in a Prometheus text exposition (0 when absent).
+fn sample(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| {
+            let (key, value) = l.rsplit_once(' ')?;
+            (key == name_and_labels).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+fn scrape(s: &Server) -> String {
+    let resp = s
+        .client()
+        .get(s.url("/metrics"))
+        .send()
+        .expect("GET /metrics");
+    assert_eq!(resp.status().as_u16(), 200);
+    let ctype = resp.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(ctype.starts_with("text/plain"), "{ctype}");
+    let text = resp.text().expect("body");
+    // Every non-comment line is `name{labels} value` with a numeric value.
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (_, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        assert!(value.parse::<f64>().is_ok(), "bad value in {line:?}");
+    }
+    text
+}
+
+/// `/metrics` is Prometheus text; its counters and histograms move with real executions and
+/// its gauges report the engine's state.
+#[test]
+fn metrics_scrape_parses_and_counters_move() {
+    let s = shared();
+    let before = scrape(s);
+    let ok = r#"coderun_executions_total{language="python",status="ok"}"#;
+    let fail = r#"coderun_executions_total{language="python",status="runtime_error"}"#;
+    let http = r#"coderun_http_requests_total{route="/execute",status="200"}"#;
+    let http422 = r#"coderun_http_requests_total{route="/execute",status="422"}"#;
+    let runs = r#"coderun_run_seconds_count{language="python"}"#;
+    s.run(json!({"language": "python", "code": "print(1)"}));
+    s.run(json!({"language": "python", "code": "raise SystemExit(3)"}));
+    let (status, _) = s.execute(&json!({"language": "cobol", "code": ""}));
+    assert_eq!(status, 422);
+    let after = scrape(s);
+    assert!(sample(&after, ok) >= sample(&before, ok) + 1.0, "{after}");
+    assert!(
+        sample(&after, fail) >= sample(&before, fail) + 1.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, http) >= sample(&before, http) + 2.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, http422) >= sample(&before, http422) + 1.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, runs) >= sample(&before, runs) + 2.0,
+        "{after}"
+    );
+    for name in [
+        "coderun_queue_wait_seconds_bucket",
+        "coderun_http_request_duration_seconds_bucket",
+        "coderun_active_runs",
+        "coderun_queue_depth",
+        "coderun_sandbox_failures_total",
+    ] {
+        assert!(after.contains(name), "{name} missing from {after}");
+    }
+    assert!(
+        after.contains(r#"coderun_pool_ready_boxes{pool="python/run"}"#),
+        "{after}"
+    );
+}
+
+/// Every response carries `X-Request-Id`: the client's own when it sent a sane one, a fresh
+/// one otherwise; `/livez` answers while the process lives.
+#[test]
+fn request_ids_and_liveness() {
+    let s = shared();
+    let resp = s.client().get(s.url("/livez")).send().expect("GET /livez");
+    assert_eq!(resp.status().as_u16(), 200);
+    let fresh = resp.headers()["x-request-id"]
+        .to_str()
+        .expect("id")
+        .to_string();
+    assert!(fresh.len() >= 8, "{fresh}");
+    let resp = s
+        .client()
+        .get(s.url("/nope"))
+        .header("x-request-id", "client-id-42")
+        .send()
+        .expect("GET");
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(resp.headers()["x-request-id"], "client-id-42");
+    let resp = s
+        .client()
+        .get(s.url("/livez"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .expect("GET");
+    assert_ne!(resp.headers()["x-request-id"], "bad id with spaces");
+}

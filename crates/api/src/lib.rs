@@ -10,6 +10,7 @@
 //! Errors are always JSON `{"detail", "code"}` ([`error::ApiError`]), 404 and 405 included.
 
 pub mod error;
+pub mod metrics;
 pub mod types;
 
 use std::sync::Arc;
@@ -34,6 +35,18 @@ pub const DEFAULT_BODY_LIMIT: usize = 4 << 20;
 pub struct AppState {
     pub engine: Arc<Engine>,
     pub body_limit: usize,
+    pub metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    pub fn new(engine: Arc<Engine>, body_limit: usize) -> AppState {
+        AppState {
+            engine,
+            body_limit,
+            // Registering fixed, distinct metric names cannot fail.
+            metrics: Arc::new(metrics::Metrics::new().expect("metric definitions are valid")),
+        }
+    }
 }
 
 pub fn app(state: AppState) -> Router {
@@ -41,12 +54,72 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/metrics", get(metrics_text))
         .route("/languages", get(languages))
         .route("/execute", post(execute))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// Every request: a request id (the client's `X-Request-Id` if it is sane, else a new one),
+/// returned in `X-Request-Id`; one log line and one span per request (never the program's
+/// source or output); HTTP metrics by route and status.
+async fn observe(
+    State(state): State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(new_request_id);
+    let method = req.method().clone();
+    let span = tracing::info_span!("request", id = %id, %method, route = %route);
+    let mut resp = {
+        use tracing::Instrument;
+        next.run(req).instrument(span.clone()).await
+    };
+    let took = started.elapsed();
+    let status = resp.status().as_u16();
+    state.metrics.http(&route, status, took);
+    span.in_scope(|| tracing::info!(status, ms = took.as_millis() as u64, "request done"));
+    if let Ok(v) = axum::http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}
+
+fn new_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!(
+        "{:016x}{:08x}",
+        t ^ (u64::from(std::process::id()) << 40),
+        n as u32
+    )
 }
 
 /// JSON body extractor with the project's own errors: 413 over the body limit, 400 for a body
@@ -103,8 +176,37 @@ async fn execute(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ExecuteBody>,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
-    let exec = state.engine.execute(body.into()).await?;
-    Ok(Json(exec.into()))
+    match state.engine.execute(body.into()).await {
+        Ok(exec) => {
+            state.metrics.execution(&exec);
+            Ok(Json(exec.into()))
+        }
+        Err(e) => {
+            if matches!(
+                e,
+                coderun_engine::EngineError::Sandbox(_) | coderun_engine::EngineError::Internal(_)
+            ) {
+                state.metrics.sandbox_failure();
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// Liveness for Kubernetes: the process answers. Readiness is `/health`.
+async fn livez() -> Response {
+    Json(json!({"status": "alive"})).into_response()
+}
+
+async fn metrics_text(State(state): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&state.engine),
+    )
+        .into_response()
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -153,7 +255,9 @@ async fn index(State(state): State<AppState>) -> Response {
         "languages": state.engine.language_names(),
         "endpoints": {
             "POST /execute": "run a program: {code, language, timeout?, stdin?, args?, files?, memory_mb?, max_processes?, max_output_bytes?, typecheck?}",
-            "GET /health": "sandbox self-check and language availability",
+            "GET /health": "readiness: sandbox self-check and language availability",
+            "GET /livez": "liveness: the process answers",
+            "GET /metrics": "Prometheus metrics",
             "GET /languages": "languages with aliases and versions",
             "GET /": "this document",
         },

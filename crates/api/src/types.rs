@@ -72,6 +72,8 @@ pub struct ExecuteResponse {
     pub compile_cached: Option<bool>,
     /// The program ran in a warm pooled box.
     pub pooled: bool,
+    /// Seconds the request waited for a run slot.
+    pub queue_time: f64,
     pub wall_time: f64,
     pub cpu_time: f64,
     pub memory_kb: u64,
@@ -96,6 +98,7 @@ impl From<Execution> for ExecuteResponse {
             compile_time: e.compile_time,
             compile_cached: e.compile_cached,
             pooled: e.pooled,
+            queue_time: e.queue_time,
             wall_time: e.wall_time,
             cpu_time: e.cpu_time,
             memory_kb: e.memory_kb,

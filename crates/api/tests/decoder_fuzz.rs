@@ -81,10 +81,10 @@ fn router(rt: &tokio::runtime::Runtime) -> axum::Router {
         )
         .expect("engine")
     });
-    app(AppState {
-        engine: Arc::new(engine),
-        body_limit: coderun_api::DEFAULT_BODY_LIMIT,
-    })
+    app(AppState::new(
+        Arc::new(engine),
+        coderun_api::DEFAULT_BODY_LIMIT,
+    ))
 }
 
 fn tempfile_dir() -> std::path::PathBuf {

@@ -258,10 +258,10 @@ async fn serve(
     }
     service.engine.spawn_self_check_loop();
     service.engine.start_pools();
-    let app = coderun_api::app(coderun_api::AppState {
-        engine: service.engine.clone(),
-        body_limit: config.server.body_limit_bytes,
-    });
+    let app = coderun_api::app(coderun_api::AppState::new(
+        service.engine.clone(),
+        config.server.body_limit_bytes,
+    ));
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;

@@ -68,6 +68,8 @@ pub struct Execution {
     pub compile_cached: Option<bool>,
     /// Whether the program ran in a warm pooled box.
     pub pooled: bool,
+    /// Seconds the request waited for a run slot.
+    pub queue_time: f64,
     pub wall_time: f64,
     pub cpu_time: f64,
     pub memory_kb: u64,
@@ -336,9 +338,14 @@ impl Engine {
     pub async fn execute(&self, req: ExecuteRequest) -> Result<Execution, EngineError> {
         let lang = self.language(&req.language)?;
         let plan = pipeline::plan(self, lang, &req)?;
+        let queued_at = std::time::Instant::now();
         let _permit = self.admit().await?;
+        let queue_time = queued_at.elapsed().as_secs_f64();
         self.running.fetch_add(1, Ordering::Relaxed);
-        let res = pipeline::execute(self, lang, plan).await;
+        let res = pipeline::execute(self, lang, plan).await.map(|mut e| {
+            e.queue_time = queue_time;
+            e
+        });
         self.running.fetch_sub(1, Ordering::Relaxed);
         if let Err(e) = &res {
             tracing::error!(language = %lang.file.name, error = %e, "execution failed");
