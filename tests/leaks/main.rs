@@ -129,3 +129,133 @@ fn sigkill_mid_run_leaves_boxes_that_the_next_start_sweeps() {
     assert_eq!(live_run["output"], format!("{live_nonce}\n"));
     assert!(live_dir.exists(), "live instance state dir kept");
 }
+
+/// Sends SIGTERM to a server (without waiting for it).
+fn sigterm(s: &Server) {
+    // SAFETY: signalling the server process this test started.
+    unsafe { libc::kill(s.pid as i32, libc::SIGTERM) };
+}
+
+/// Waits for the server process to exit and returns its exit code.
+fn wait_exit(s: &Server, timeout: Duration) -> i32 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut status = 0;
+        // SAFETY: reaping the server process this test started.
+        let r = unsafe { libc::waitpid(s.pid as i32, &mut status, libc::WNOHANG) };
+        if r == s.pid as i32 {
+            assert!(
+                libc::WIFEXITED(status),
+                "server died by a signal: {status:#x}"
+            );
+            return libc::WEXITSTATUS(status);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server did not exit within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SIGTERM drains: /health answers 503 "draining", a new run gets 503 + Retry-After, the run
+/// in flight finishes normally, then the server exits 0 and leaves no state dir, cgroup or
+/// process behind (its warm pools included).
+#[test]
+fn sigterm_drains_in_flight_runs_then_exits_clean() {
+    let state = tempfile::Builder::new()
+        .prefix("coderun-drain-")
+        .tempdir_in("/run")
+        .expect("state");
+    let s = Server::start_with(
+        &format!(
+            "[sandbox]\nstate_dir = \"{}\"\n[server]\nshutdown_grace_s = 30\n",
+            state.path().display()
+        ),
+        &[],
+    );
+    let (id, dir) = instance_of(state.path(), s.pid);
+    let tag = nonce();
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| {
+            s.run(json!({"language": "python", "code": "import sys, time\ntime.sleep(2)\nprint(sys.argv[1])", "args": [tag]}))
+        });
+        wait_until("the run started", Duration::from_secs(10), || {
+            !processes_containing(&tag).is_empty()
+        });
+        sigterm(&s);
+        std::thread::sleep(Duration::from_millis(300));
+        let (status, health) = s.get("/health");
+        assert_eq!(status, 503, "{health}");
+        assert_eq!(health["status"], "draining", "{health}");
+        let resp = s
+            .client()
+            .post(s.url("/execute"))
+            .json(&json!({"language": "python", "code": "print(1)"}))
+            .send()
+            .expect("POST during drain");
+        assert_eq!(resp.status().as_u16(), 503);
+        assert!(resp.headers().contains_key("retry-after"));
+        let body: Value = resp.json().expect("json");
+        assert_eq!(body["code"], "draining", "{body}");
+        let done = run.join().expect("run");
+        assert_eq!(done["status"], "ok", "{done}");
+        assert_eq!(done["output"], format!("{tag}\n"));
+    });
+    assert_eq!(wait_exit(&s, Duration::from_secs(30)), 0);
+    assert!(!dir.exists(), "instance state dir left: {}", dir.display());
+    for d in instance_cgroup_dirs(&id) {
+        assert!(!d.exists(), "instance cgroup left: {}", d.display());
+    }
+    assert!(processes_containing(&tag).is_empty());
+}
+
+/// A run longer than the grace period is killed: the server still exits 0 and cleans every
+/// sandbox.
+#[test]
+fn sigterm_after_the_grace_period_kills_runs_and_exits_clean() {
+    let state = tempfile::Builder::new()
+        .prefix("coderun-drain-")
+        .tempdir_in("/run")
+        .expect("state");
+    let s = Server::start_with(
+        &format!(
+            "[sandbox]\nstate_dir = \"{}\"\n[server]\nshutdown_grace_s = 1\n",
+            state.path().display()
+        ),
+        &[],
+    );
+    let (id, dir) = instance_of(state.path(), s.pid);
+    let tag = nonce();
+    std::thread::scope(|scope| {
+        let base = s.base.clone();
+        let tag2 = tag.clone();
+        scope.spawn(move || {
+            let _ = reqwest::blocking::Client::new()
+                .post(format!("{base}/execute"))
+                .json(&json!({"language": "python", "code": "import time\ntime.sleep(60)", "args": [tag2], "timeout": 30}))
+                .timeout(Duration::from_secs(60))
+                .send();
+        });
+        wait_until("the run started", Duration::from_secs(10), || {
+            !processes_containing(&tag).is_empty()
+        });
+        let t = Instant::now();
+        sigterm(&s);
+        assert_eq!(wait_exit(&s, Duration::from_secs(20)), 0);
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "shutdown took {:?}",
+            t.elapsed()
+        );
+    });
+    wait_until(
+        "the killed run's processes are gone",
+        Duration::from_secs(5),
+        || processes_containing(&tag).is_empty(),
+    );
+    assert!(!dir.exists(), "instance state dir left: {}", dir.display());
+    for d in instance_cgroup_dirs(&id) {
+        assert!(!d.exists(), "instance cgroup left: {}", d.display());
+    }
+}

@@ -36,6 +36,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub body_limit: usize,
     pub metrics: Arc<metrics::Metrics>,
+    /// Set when the server is shutting down: health says so and new runs are refused.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
             body_limit,
             // Registering fixed, distinct metric names cannot fail.
             metrics: Arc::new(metrics::Metrics::new().expect("metric definitions are valid")),
+            draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 }
@@ -176,6 +179,16 @@ async fn execute(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ExecuteBody>,
 ) -> Result<Json<ExecuteResponse>, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError {
+            retry_after_s: Some(5),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining",
+                "the server is shutting down; retry on another instance or in a few seconds",
+            )
+        });
+    }
     match state.engine.execute(body.into()).await {
         Ok(exec) => {
             state.metrics.execution(&exec);
@@ -210,6 +223,18 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "draining",
+                "backend": state.engine.backend_name(),
+                "running": state.engine.running(),
+                "queued": state.engine.queued(),
+            })),
+        )
+            .into_response();
+    }
     match state.engine.health() {
         Some(h) => {
             let code = if h.healthy {

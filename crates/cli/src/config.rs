@@ -23,6 +23,8 @@ pub struct Config {
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub body_limit_bytes: usize,
+    /// On SIGTERM/SIGINT, how long in-flight runs may go on before they are killed.
+    pub shutdown_grace_s: u64,
     /// Directory of language files; unset: `./languages`, then next to the binary's repo,
     /// then the copies built into the binary.
     pub languages_dir: Option<PathBuf>,
@@ -46,6 +48,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             body_limit_bytes: coderun_api::DEFAULT_BODY_LIMIT,
+            shutdown_grace_s: 30,
             languages_dir: None,
         }
     }

@@ -258,18 +258,39 @@ async fn serve(
     }
     service.engine.spawn_self_check_loop();
     service.engine.start_pools();
-    let app = coderun_api::app(coderun_api::AppState::new(
-        service.engine.clone(),
-        config.server.body_limit_bytes,
-    ));
+    let state = coderun_api::AppState::new(service.engine.clone(), config.server.body_limit_bytes);
+    let draining = state.draining.clone();
+    let app = coderun_api::app(state);
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     tracing::info!(addr = %listener.local_addr()?, instance = service.backend.instance_id(), "coderun listening");
+    let grace = std::time::Duration::from_secs(config.server.shutdown_grace_s);
+    let engine = service.engine.clone();
+    let backend = service.backend.clone();
+    // On SIGTERM/SIGINT: drain (health says so, new runs get 503 + Retry-After, the port
+    // stays open) until in-flight runs finish or the grace period ends, then kill what is
+    // left and stop accepting.
+    let shutdown = async move {
+        shutdown_signal().await;
+        draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        tracing::info!(grace_s = grace.as_secs(), "draining");
+        let deadline = tokio::time::Instant::now() + grace;
+        while engine.running() + engine.queued() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let left = engine.running() + engine.queued();
+        if left > 0 {
+            tracing::warn!(left, "grace period over: killing the runs still in flight");
+            backend.kill_all_boxes();
+        }
+    };
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await?;
-    tracing::info!("shutting down");
+    // Dropping the service destroys the warm pools, the instance's cgroups and state dir.
+    drop(service);
+    tracing::info!("shut down cleanly");
     Ok(0)
 }
 

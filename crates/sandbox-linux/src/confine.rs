@@ -115,9 +115,6 @@ fn step<T>(fd: RawFd, name: &str, res: Result<T, impl std::fmt::Display>) -> T {
 /// Init: pid 1 of the box. Never returns.
 pub fn init_main(plan: Plan) -> ! {
     let r = plan.report;
-    // If the helper dies, the box dies with it (and with init, the whole pid namespace).
-    // SAFETY: prctl with integer arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
     let mut go = [0u8; 1];
     if !matches!(sys::read_full(plan.go, &mut go), Ok(1)) {
         // The helper gave up on us before set-up (it already reported why).

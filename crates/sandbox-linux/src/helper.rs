@@ -43,6 +43,10 @@ pub fn helper_main() -> i32 {
     // default dispositions back before its exec.)
     // SAFETY: setting a disposition to SIG_IGN is always valid.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+    // The helper needs only its protocol pipes (0-2); whatever else it inherited (the
+    // server's parent may have leaked fds) must not reach init or a box.
+    // SAFETY: close_range with integer arguments.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     let mut input = io::stdin().lock();
     let request = protocol::read_frame(&mut input)
         .and_then(|b| serde_json::from_slice::<Request>(&b).map_err(io::Error::from));

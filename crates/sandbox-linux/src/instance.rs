@@ -6,9 +6,9 @@
 //! <state_root>/instances/<id>/boxes/<box>/       one dir per live box: helper.pid, root/
 //! <own cgroup>/coderun-<id>/<box>                one cgroup per live box, per controller
 //! ```
-//! An instance whose `lock` can be taken is dead. The start-up sweep kills its helpers (their
-//! boxes die with them: init has PDEATHSIG), kills whatever is left in its cgroups, removes the
-//! cgroups and the state dir. A live instance's lock cannot be taken, so its boxes are never
+//! An instance whose `lock` can be taken is dead. The start-up sweep kills its helpers, then
+//! every process left in its cgroups (the boxes: a box's init outlives its helper), then
+//! removes the cgroups and the state dir. A live instance's lock cannot be taken, so its boxes are never
 //! touched.
 
 use std::fs::{self, File, OpenOptions};

@@ -99,11 +99,16 @@ pub struct LinuxBackend {
     cgroup_error: Option<String>,
     store: Arc<Store>,
     counter: AtomicU64,
+    /// Pids of the helpers of boxes being run (not pooled boxes waiting).
+    live: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
 }
 
 impl LinuxBackend {
     /// Creates this instance's state dir and cgroup, after sweeping dead instances.
     pub fn new(config: LinuxConfig) -> Result<LinuxBackend, SandboxError> {
+        // Fds the server inherited from whoever started it must never reach a helper.
+        // SAFETY: close_range with integer arguments; CLOSE_RANGE_CLOEXEC (4) only marks them.
+        unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 4u32) };
         let setup = |step: &str, e: &dyn std::fmt::Display| SandboxError::Setup {
             step: step.to_string(),
             message: e.to_string(),
@@ -143,6 +148,7 @@ impl LinuxBackend {
             cgroup_error,
             store: Arc::new(store),
             counter: AtomicU64::new(0),
+            live: Arc::new(std::sync::Mutex::new(std::collections::HashSet::new())),
         })
     }
 
@@ -153,6 +159,21 @@ impl LinuxBackend {
     /// This instance's state dir (removed when the backend is dropped, swept after a crash).
     pub fn instance_dir(&self) -> &std::path::Path {
         &self.instance.dir
+    }
+
+    /// Kills every process of every box of this instance (shutdown after the grace period)
+    /// through the boxes' cgroups. Each helper then sees its init end, reports the program
+    /// killed, and removes its box as usual.
+    pub fn kill_all_boxes(&self) {
+        let Some((layout, id)) = &self.cgroup else {
+            return;
+        };
+        let instance = layout.open_instance(id);
+        for name in instance.list_boxes().unwrap_or_default() {
+            if let Err(e) = instance.open_box(&name).kill_all() {
+                tracing::warn!(box_name = %name, "killing a box at shutdown: {e}");
+            }
+        }
     }
 
     pub fn cgroup_version(&self) -> Option<cgroup::Version> {
@@ -232,6 +253,7 @@ impl LinuxBackend {
             stderr: child.stderr.take().ok_or_else(missing)?,
             child,
             backstop,
+            live: self.live.clone(),
         };
         helper.stdin.write_all(&first).await?;
         if pooled {
@@ -248,6 +270,7 @@ struct Helper {
     stdout: tokio::process::ChildStdout,
     stderr: tokio::process::ChildStderr,
     backstop: Duration,
+    live: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
 }
 
 impl Helper {
@@ -289,8 +312,22 @@ impl Helper {
     }
 
     /// Writes the rest of the input, reads the report, waits for the helper to exit.
-    async fn finish(mut self, input: Vec<u8>) -> Result<Outcome, SandboxError> {
+    async fn finish(self, input: Vec<u8>) -> Result<Outcome, SandboxError> {
         let backstop = self.backstop;
+        // Registered while it runs a program, for kill_all_boxes.
+        let pid = self.child.id();
+        let live = self.live.clone();
+        if let Some(pid) = pid {
+            live.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
+        }
+        let res = self.talk(input, backstop).await;
+        if let Some(pid) = pid {
+            live.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+        }
+        res
+    }
+
+    async fn talk(mut self, input: Vec<u8>, backstop: Duration) -> Result<Outcome, SandboxError> {
         let talk = async {
             let write = async {
                 self.stdin.write_all(&input).await?;
