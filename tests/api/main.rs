@@ -9,6 +9,7 @@ mod common;
 
 mod common_run;
 mod errors;
+mod production;
 mod python;
 mod rust_lang;
 mod service;

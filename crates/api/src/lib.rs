@@ -10,6 +10,7 @@
 //! Errors are always JSON `{"detail", "code"}` ([`error::ApiError`]), 404 and 405 included.
 
 pub mod error;
+pub mod guard;
 pub mod metrics;
 pub mod types;
 
@@ -38,6 +39,11 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Set when the server is shutting down: health says so and new runs are refused.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// API keys and rate limits.
+    pub guard: Arc<guard::Guard>,
+    /// Longest any request may take (504 past it).
+    pub deadline: std::time::Duration,
+    pub cors: Option<tower_http::cors::CorsLayer>,
 }
 
 impl AppState {
@@ -48,13 +54,16 @@ impl AppState {
             // Registering fixed, distinct metric names cannot fail.
             metrics: Arc::new(metrics::Metrics::new().expect("metric definitions are valid")),
             draining: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            guard: Arc::new(guard::Guard::open()),
+            deadline: std::time::Duration::from_secs(300),
+            cors: None,
         }
     }
 }
 
 pub fn app(state: AppState) -> Router {
     let limit = state.body_limit;
-    Router::new()
+    let router = Router::new()
         .route("/", get(index))
         .route("/health", get(health))
         .route("/livez", get(livez))
@@ -64,8 +73,17 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe));
+    // CORS outermost: a preflight is answered before any key is asked for.
+    let router = match state.cors.clone() {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// Every request: a request id (the client's `X-Request-Id` if it is sane, else a new one),

@@ -16,6 +16,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub engine: EngineConfig,
     pub sandbox: SandboxConfig,
+    pub auth: coderun_api::guard::AuthConfig,
+    pub rate_limit: coderun_api::guard::RateLimitConfig,
+    pub cors: coderun_api::guard::CorsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +28,9 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// On SIGTERM/SIGINT, how long in-flight runs may go on before they are killed.
     pub shutdown_grace_s: u64,
+    /// Longest a request may take before a 504; 0 = the longest legitimate request
+    /// (maximum run timeout + compile timeout + 120 s of queueing).
+    pub request_deadline_s: u64,
     /// Directory of language files; unset: `./languages`, then next to the binary's repo,
     /// then the copies built into the binary.
     pub languages_dir: Option<PathBuf>,
@@ -49,6 +55,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             body_limit_bytes: coderun_api::DEFAULT_BODY_LIMIT,
             shutdown_grace_s: 30,
+            request_deadline_s: 0,
             languages_dir: None,
         }
     }
@@ -68,7 +75,7 @@ impl Default for SandboxConfig {
 }
 
 /// Sections an environment override may name.
-const SECTIONS: [&str; 3] = ["server", "engine", "sandbox"];
+const SECTIONS: [&str; 6] = ["server", "engine", "sandbox", "auth", "rate", "cors"];
 /// `CODERUN_*` variables that are not config keys.
 const NOT_KEYS: [&str; 4] = [
     "CODERUN_CONFIG",
@@ -106,6 +113,8 @@ impl Config {
                 continue;
             }
             let lower = rest.to_ascii_lowercase();
+            // `rate_limit` is the one section name with an underscore.
+            let lower = lower.replacen("rate_limit_", "rate_", 1);
             let Some((section, key)) = lower.split_once('_') else {
                 anyhow::bail!("environment variable {name}: expected CODERUN_<SECTION>_<KEY> with SECTION one of {}", SECTIONS.join(", "));
             };
@@ -121,6 +130,11 @@ impl Config {
                 .ok()
                 .and_then(|mut t| t.remove("v"))
                 .unwrap_or_else(|| toml::Value::String(value.clone()));
+            let section = if section == "rate" {
+                "rate_limit"
+            } else {
+                section
+            };
             let entry = table
                 .entry(section.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -141,7 +155,21 @@ impl Config {
         cfg.engine
             .validate()
             .map_err(|m| anyhow::anyhow!("invalid {origin}: engine: {m}"))?;
+        coderun_api::guard::Guard::new(&cfg.auth, &cfg.rate_limit)
+            .map_err(|m| anyhow::anyhow!("invalid {origin}: {m}"))?;
+        coderun_api::guard::cors(&cfg.cors)
+            .map_err(|m| anyhow::anyhow!("invalid {origin}: {m}"))?;
         Ok(cfg)
+    }
+
+    /// The request deadline: configured, or the longest legitimate request plus queueing.
+    pub fn request_deadline(&self) -> std::time::Duration {
+        let s = if self.server.request_deadline_s > 0 {
+            self.server.request_deadline_s
+        } else {
+            (self.engine.max_wall_time_ms + self.engine.compile_wall_time_ms) / 1000 + 120
+        };
+        std::time::Duration::from_secs(s)
     }
 }
 

@@ -95,6 +95,8 @@ enum Command {
 enum ConfigCommand {
     /// Validate a config file (with the environment's CODERUN_* overrides applied).
     Check { file: PathBuf },
+    /// Print the SHA-256 of an API key, for auth.key_sha256 or auth.keys_file.
+    HashKey { key: String },
 }
 
 fn main() {
@@ -120,6 +122,13 @@ fn try_main() -> anyhow::Result<i32> {
     } = &cli.command
     {
         return transpile::main(bundle, *typecheck, *wait_fd);
+    }
+    if let Command::Config {
+        command: ConfigCommand::HashKey { key },
+    } = &cli.command
+    {
+        println!("{}", coderun_api::guard::hash_key(key));
+        return Ok(0);
     }
     if let Command::Config {
         command: ConfigCommand::Check { file },
@@ -258,7 +267,14 @@ async fn serve(
     }
     service.engine.spawn_self_check_loop();
     service.engine.start_pools();
-    let state = coderun_api::AppState::new(service.engine.clone(), config.server.body_limit_bytes);
+    let mut state =
+        coderun_api::AppState::new(service.engine.clone(), config.server.body_limit_bytes);
+    state.guard = Arc::new(
+        coderun_api::guard::Guard::new(&config.auth, &config.rate_limit)
+            .map_err(anyhow::Error::msg)?,
+    );
+    state.cors = coderun_api::guard::cors(&config.cors).map_err(anyhow::Error::msg)?;
+    state.deadline = config.request_deadline();
     let draining = state.draining.clone();
     let app = coderun_api::app(state);
     let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -285,9 +301,12 @@ async fn serve(
             backend.kill_all_boxes();
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     // Dropping the service destroys the warm pools, the instance's cgroups and state dir.
     drop(service);
     tracing::info!("shut down cleanly");

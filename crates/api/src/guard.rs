@@ -1,0 +1,280 @@
+//! Who may call the API and how often: API keys, rate limits, CORS, the request deadline.
+//!
+//! - API keys (optional): `Authorization: Bearer <key>` or `X-API-Key: <key>`. Only SHA-256
+//!   hashes of the keys are kept; a presented key is hashed and compared with every stored
+//!   hash in constant time. Missing or wrong key: 401 with the JSON error body. `/livez` is
+//!   always open; `/health` and `/metrics` are open unless configured otherwise.
+//! - Rate limits (off by default): a token bucket per API key, or per client IP when auth is
+//!   off (`X-Forwarded-For` is believed only from a configured trusted proxy). Over the
+//!   budget: 429 with `Retry-After`.
+//! - CORS: an allowlist of exact origins (default none); preflights are answered; `*` and
+//!   credentials are never allowed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::{ApiError, AppState};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// SHA-256 (hex) of each accepted API key (`coderun config hash-key KEY` prints one).
+    pub key_sha256: Vec<String>,
+    /// A file with more hashes, one per line (`#` comments allowed).
+    pub keys_file: Option<std::path::PathBuf>,
+    pub protect_health: bool,
+    pub protect_metrics: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Sustained requests per second per key (or client IP).
+    pub per_second: u32,
+    /// Requests allowed at once above the sustained rate.
+    pub burst: u32,
+    /// Peers whose `X-Forwarded-For` is believed (reverse proxies).
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: false,
+            per_second: 10,
+            burst: 20,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Exact origins allowed to call the API from a browser, e.g. "https://ide.example.com".
+    pub allowed_origins: Vec<String>,
+}
+
+/// The checks built from the config, shared by every request.
+pub struct Guard {
+    keys: Vec<[u8; 32]>,
+    protect_health: bool,
+    protect_metrics: bool,
+    limiter: Option<(DefaultKeyedRateLimiter<String>, Vec<IpAddr>)>,
+}
+
+pub fn hash_key(key: &str) -> String {
+    Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn parse_hash(s: &str) -> Result<[u8; 32], String> {
+    let s = s.trim();
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{s:?} is not a SHA-256 hex digest (64 hex digits); use `coderun config hash-key KEY`"
+        ));
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// Constant-time equality of two digests.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Guard {
+    pub fn new(auth: &AuthConfig, rate: &RateLimitConfig) -> Result<Guard, String> {
+        let mut keys = Vec::new();
+        for h in &auth.key_sha256 {
+            keys.push(parse_hash(h)?);
+        }
+        if let Some(file) = &auth.keys_file {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("auth.keys_file {}: {e}", file.display()))?;
+            for line in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                keys.push(
+                    parse_hash(line)
+                        .map_err(|e| format!("auth.keys_file {}: {e}", file.display()))?,
+                );
+            }
+        }
+        let limiter = if rate.enabled {
+            let per_second = NonZeroU32::new(rate.per_second)
+                .ok_or("rate_limit.per_second must be greater than 0")?;
+            let burst =
+                NonZeroU32::new(rate.burst).ok_or("rate_limit.burst must be greater than 0")?;
+            let quota = Quota::per_second(per_second).allow_burst(burst);
+            Some((RateLimiter::keyed(quota), rate.trusted_proxies.clone()))
+        } else {
+            None
+        };
+        Ok(Guard {
+            keys,
+            protect_health: auth.protect_health,
+            protect_metrics: auth.protect_metrics,
+            limiter,
+        })
+    }
+
+    /// A guard that lets everything through (no keys, no limits).
+    pub fn open() -> Guard {
+        Guard {
+            keys: Vec::new(),
+            protect_health: false,
+            protect_metrics: false,
+            limiter: None,
+        }
+    }
+
+    fn needs_key(&self, path: &str) -> bool {
+        match path {
+            _ if self.keys.is_empty() => false,
+            "/livez" => false,
+            "/health" => self.protect_health,
+            "/metrics" => self.protect_metrics,
+            _ => true,
+        }
+    }
+
+    /// The presented key's hash if it is one of ours.
+    fn check_key(&self, req: &Request) -> Option<String> {
+        let headers = req.headers();
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))?;
+        let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+        // Compare with every key (no early exit), in constant time each.
+        let found = self
+            .keys
+            .iter()
+            .fold(false, |acc, k| acc | same(k, &digest));
+        found.then(|| hash_key(presented.trim()))
+    }
+}
+
+fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
+    if trusted.contains(&peer) {
+        // The last address a trusted proxy appended is the client it saw.
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|ip| ip.trim().parse().ok());
+        return Some(forwarded.unwrap_or(peer));
+    }
+    Some(peer)
+}
+
+/// Auth, then the rate limit, then the request deadline.
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let g = &state.guard;
+    let path = req.uri().path().to_string();
+    let mut key_id = None;
+    if g.needs_key(&path) && req.method() != Method::OPTIONS {
+        match g.check_key(&req) {
+            Some(id) => key_id = Some(id),
+            None => {
+                let mut resp = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "missing or invalid API key; send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+                )
+                .into_response();
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return resp;
+            }
+        }
+    }
+    if let Some((limiter, trusted)) = &g.limiter {
+        if path != "/livez" && path != "/health" && path != "/metrics" {
+            let bucket = key_id
+                .map(|k| format!("key:{k}"))
+                .or_else(|| client_ip(&req, trusted).map(|ip| format!("ip:{ip}")))
+                .unwrap_or_else(|| "unknown".into());
+            if let Err(not_until) = limiter.check_key(&bucket) {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                return ApiError {
+                    retry_after_s: Some(wait.as_secs().max(1)),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limited",
+                        format!("rate limit exceeded; retry in {} s", wait.as_secs().max(1)),
+                    )
+                }
+                .into_response();
+            }
+        }
+    }
+    match tokio::time::timeout(state.deadline, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "deadline_exceeded",
+            format!(
+                "the request took longer than the server's {} s deadline",
+                state.deadline.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// The CORS layer for an allowlist (None: no CORS headers, browsers refuse cross-origin use).
+pub fn cors(config: &CorsConfig) -> Result<Option<tower_http::cors::CorsLayer>, String> {
+    if config.allowed_origins.is_empty() {
+        return Ok(None);
+    }
+    let mut origins = Vec::new();
+    for o in &config.allowed_origins {
+        if o == "*" || !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/')
+        {
+            return Err(format!("cors.allowed_origins: {o:?} is not an exact origin like \"https://ide.example.com\" (\"*\" is not allowed)"));
+        }
+        origins.push(
+            HeaderValue::from_str(o).map_err(|e| format!("cors.allowed_origins: {o:?}: {e}"))?,
+        );
+    }
+    Ok(Some(
+        tower_http::cors::CorsLayer::new()
+            .allow_origin(origins)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                "x-api-key".parse().unwrap_or(header::CONTENT_TYPE),
+                "x-request-id".parse().unwrap_or(header::CONTENT_TYPE),
+            ])
+            .expose_headers([
+                "x-request-id".parse().unwrap_or(header::CONTENT_TYPE),
+                header::RETRY_AFTER,
+            ])
+            .max_age(Duration::from_secs(600)),
+    ))
+}
