@@ -178,3 +178,33 @@ fn request_deadline_is_a_504() {
     assert_eq!(status, 504, "{body}");
     assert_eq!(body["code"], "deadline_exceeded");
 }
+
+/// The optional denylist (off by default) refuses code and files containing a pattern with
+/// 422, for its language only.
+#[test]
+fn denylist_is_off_by_default_and_refuses_listed_patterns() {
+    let ctypes = json!({"language": "python", "code": "import ctypes\nprint('ok')"});
+    assert_eq!(
+        shared().run(ctypes.clone())["output"],
+        "ok\n",
+        "off by default"
+    );
+    let s = Server::start_with("[engine.denylist]\npython = [\"import ctypes\"]\n", &[]);
+    let (status, body) = s.execute(&ctypes);
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("import ctypes"),
+        "{body}"
+    );
+    let (status, _) = s.execute(&json!({"language": "python", "code": "import util",
+        "files": [{"name": "util.py", "content": "import ctypes"}]}));
+    assert_eq!(status, 422);
+    let ts = s.run(json!({"language": "typescript", "code": "console.log('import ctypes')"}));
+    assert_eq!(
+        ts["output"], "import ctypes\n",
+        "other languages are not affected"
+    );
+}

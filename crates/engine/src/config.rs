@@ -63,6 +63,10 @@ pub struct EngineConfig {
     pub compile_cache_mb: u64,
     /// Warm boxes kept ready per pooled language step; 0 disables the pools.
     pub pool_size: usize,
+    /// Optional denylist: language name → substrings a request's code and files may not
+    /// contain (422). Off by default. Defence in depth only: the sandbox is the boundary, and
+    /// a denylist is always bypassable by a determined program.
+    pub denylist: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Default for EngineConfig {
@@ -99,6 +103,7 @@ impl Default for EngineConfig {
             compile_cache_dir: None,
             compile_cache_mb: 512,
             pool_size: 2,
+            denylist: std::collections::BTreeMap::new(),
         }
     }
 }

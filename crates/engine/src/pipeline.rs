@@ -170,6 +170,28 @@ pub(crate) fn plan(
             ),
         ));
     }
+    if let Some(patterns) = cfg.denylist.get(&file.name) {
+        let sources = std::iter::once(("code".to_string(), req.code.as_str())).chain(
+            req.files
+                .iter()
+                .enumerate()
+                .map(|(i, (_, c))| (format!("files[{i}].content"), c.as_str())),
+        );
+        for (field, text) in sources {
+            if let Some(p) = patterns
+                .iter()
+                .find(|p| !p.is_empty() && text.contains(p.as_str()))
+            {
+                return Err(invalid(
+                    &field,
+                    format!(
+                        "contains {p:?}, which this server does not accept for {}",
+                        file.name
+                    ),
+                ));
+            }
+        }
+    }
     let mut files = vec![InputFile {
         path: file.source_file.clone(),
         source: FileSource::Inline(req.code.clone()),
