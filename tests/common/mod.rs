@@ -12,6 +12,8 @@ pub use serde_json::{json, Value};
 /// A running server. Dropping it stops it (SIGTERM, then SIGKILL) and waits for it.
 pub struct Server {
     child: Mutex<Child>,
+    /// Every line the server printed on stderr (its log).
+    pub logs: std::sync::Arc<Mutex<Vec<String>>>,
     pub base: String,
     pub pid: u32,
     _config: Option<tempfile::NamedTempFile>,
@@ -50,17 +52,27 @@ impl Server {
         let pid = child.id();
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = std::sync::mpsc::channel();
+        let logs = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
         std::thread::spawn(move || {
             let mut tx = Some(tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
+                sink.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(line.clone());
                 if std::env::var_os("CODERUN_TEST_VERBOSE").is_some() {
                     eprintln!("[server {pid}] {line}");
                 }
-                if let Some(pos) = line.find("addr=") {
-                    let addr: String = line[pos + 5..]
+                // Text logs say `addr=IP:PORT`, JSON logs `"addr":"IP:PORT"`.
+                let found = line
+                    .find("addr=")
+                    .map(|p| &line[p + 5..])
+                    .or_else(|| line.find("\"addr\":\"").map(|p| &line[p + 8..]));
+                if let Some(rest) = found {
+                    let addr: String = rest
                         .chars()
-                        .take_while(|c| !c.is_whitespace())
+                        .take_while(|c| !c.is_whitespace() && *c != '"')
                         .collect();
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(addr);
@@ -77,6 +89,7 @@ impl Server {
         };
         Server {
             child: Mutex::new(child),
+            logs,
             base: format!("http://{addr}"),
             pid,
             _config: Some(file),

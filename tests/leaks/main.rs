@@ -259,3 +259,47 @@ fn sigterm_after_the_grace_period_kills_runs_and_exits_clean() {
         assert!(!d.exists(), "instance cgroup left: {}", d.display());
     }
 }
+
+/// JSON logs: every line the server prints is one JSON object; a request's line carries its
+/// request id; neither the program's source nor its output is ever logged.
+#[test]
+fn json_logs_carry_request_ids_and_never_program_source_or_output() {
+    let s = Server::start_with("[server]\nlog_format = \"json\"\n", &[]);
+    let secret_in_code = nonce();
+    let secret_in_output = nonce();
+    let resp = s
+        .client()
+        .post(s.url("/execute"))
+        .header("x-request-id", "log-test-1")
+        .json(&json!({"language": "python",
+            "code": format!("# {secret_in_code}\nprint('{secret_in_output}')")}))
+        .send()
+        .expect("POST");
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: Value = resp.json().expect("json");
+    assert_eq!(body["output"], format!("{secret_in_output}\n"));
+    std::thread::sleep(Duration::from_millis(300));
+    let logs = s.logs.lock().unwrap().clone();
+    assert!(!logs.is_empty());
+    for line in &logs {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        assert!(
+            !line.contains(&secret_in_code),
+            "program source logged: {line}"
+        );
+        assert!(
+            !line.contains(&secret_in_output),
+            "program output logged: {line}"
+        );
+    }
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("log-test-1") && l.contains("request done")),
+        "no request line with its id: {logs:?}"
+    );
+}

@@ -28,12 +28,21 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// On SIGTERM/SIGINT, how long in-flight runs may go on before they are killed.
     pub shutdown_grace_s: u64,
+    /// Log lines as human-readable text (`pretty`) or one JSON object per line (`json`).
+    pub log_format: LogFormat,
     /// Longest a request may take before a 504; 0 = the longest legitimate request
     /// (maximum run timeout + compile timeout + 120 s of queueing).
     pub request_deadline_s: u64,
     /// Directory of language files; unset: `./languages`, then next to the binary's repo,
     /// then the copies built into the binary.
     pub languages_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +65,7 @@ impl Default for ServerConfig {
             body_limit_bytes: coderun_api::DEFAULT_BODY_LIMIT,
             shutdown_grace_s: 30,
             request_deadline_s: 0,
+            log_format: LogFormat::Pretty,
             languages_dir: None,
         }
     }

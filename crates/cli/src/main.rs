@@ -145,8 +145,8 @@ fn try_main() -> anyhow::Result<i32> {
             }
         };
     }
-    init_logging();
     let config = Config::load(cli.config.as_deref())?;
+    init_logging(config.server.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -170,15 +170,19 @@ fn try_main() -> anyhow::Result<i32> {
     })
 }
 
-fn init_logging() {
+fn init_logging(format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CODERUN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().with_current_span(true).try_init(),
+        config::LogFormat::Pretty => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init(),
+    };
 }
 
 fn load_languages(dir: Option<&Path>) -> anyhow::Result<Vec<LanguageFile>> {
