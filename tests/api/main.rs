@@ -2,13 +2,14 @@
 //!
 //! Modules by theme: `python`, `typescript`, `rust_lang` (per-language behaviour), `common_run`
 //! (aliases, timeouts, stdin), `errors` (every API error with its status and code) and
-//! `service` (health, index, languages, 404/405, overload).
+//! `service` (health, index, languages, 404/405, overload), `openapi` (`/openapi.json`, `/docs`).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod common_run;
 mod errors;
+mod openapi;
 mod production;
 mod python;
 mod rust_lang;

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use coderun_engine::EngineError;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -15,10 +16,14 @@ pub struct ApiError {
     pub retry_after_s: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    detail: &'a str,
-    code: &'a str,
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"detail": "unsupported language 'cobol'; supported: python, rust, typescript", "code": "unsupported_language"}))]
+pub struct ErrorBody {
+    /// What went wrong and what to do about it.
+    pub detail: String,
+    /// Stable machine-readable code, e.g. `invalid_request`, `unauthorized`, `overloaded`.
+    pub code: String,
 }
 
 impl ApiError {
@@ -80,9 +85,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (
             self.status,
-            Json(Body {
-                detail: &self.detail,
-                code: self.code,
+            Json(ErrorBody {
+                detail: self.detail,
+                code: self.code.to_string(),
             }),
         )
             .into_response();

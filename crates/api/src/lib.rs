@@ -5,13 +5,18 @@
 //! | `POST /execute` | run a program (see [`types::ExecuteBody`]) |
 //! | `GET /health` | cached sandbox self-check; 200 healthy, 503 not |
 //! | `GET /languages` | languages with aliases, versions, availability |
+//! | `GET /livez` | liveness |
+//! | `GET /metrics` | Prometheus metrics |
 //! | `GET /` | name, version, languages, endpoints |
+//! | `GET /openapi.json` | the OpenAPI 3 description ([`openapi::ApiDoc`]) |
+//! | `GET /docs` | Swagger UI (offline, vendored assets) |
 //!
 //! Errors are always JSON `{"detail", "code"}` ([`error::ApiError`]), 404 and 405 included.
 
 pub mod error;
 pub mod guard;
 pub mod metrics;
+pub mod openapi;
 pub mod types;
 
 use std::sync::Arc;
@@ -27,6 +32,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 pub use error::ApiError;
+use error::ErrorBody;
 use types::{ExecuteBody, ExecuteResponse};
 
 /// Largest request body accepted (4 MiB by default).
@@ -70,6 +76,10 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/languages", get(languages))
         .route("/execute", post(execute))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/docs", get(openapi::docs_redirect))
+        .route("/docs/", get(openapi::docs_index))
+        .route("/docs/{*file}", get(openapi::docs_asset))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(limit))
@@ -193,6 +203,32 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
+/// Run a program in the sandbox.
+///
+/// A program that fails (compile error, non-zero exit, timeout, memory or output limit) is still
+/// a 200 with `success: false` and a `status`; the error statuses are for requests that could
+/// not be run.
+#[utoipa::path(
+    post,
+    path = "/execute",
+    tag = "execute",
+    security((), ("bearer" = []), ("api_key" = [])),
+    request_body(content = ExecuteBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The program ran (see `success` and `status`)", body = ExecuteResponse),
+        (status = 400, description = "The body is not readable or not JSON (`bad_body`, `invalid_json`)", body = ErrorBody),
+        (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 413, description = "The body is over the server's limit (`body_too_large`)", body = ErrorBody),
+        (status = 422, description = "Not a valid request: missing/unknown/ill-typed field, bad limit, unsupported language (`invalid_request`, `unsupported_language`)", body = ErrorBody),
+        (status = 429, description = "Rate limit exceeded", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "The sandbox failed; the program did not run (`sandbox_error`)", body = ErrorBody),
+        (status = 503, description = "Overloaded, draining, or the language is unavailable (`overloaded`, `draining`, `language_unavailable`)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait (with `overloaded` and `draining`)"))),
+        (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
+    )
+)]
 async fn execute(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<ExecuteBody>,
@@ -225,10 +261,36 @@ async fn execute(
 }
 
 /// Liveness for Kubernetes: the process answers. Readiness is `/health`.
+///
+/// Never needs an API key and is never rate limited.
+#[utoipa::path(
+    get,
+    path = "/livez",
+    tag = "service",
+    responses(
+        (status = 200, description = "The process answers", body = serde_json::Value, example = json!({"status": "alive"})),
+        (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
+    )
+)]
 async fn livez() -> Response {
     Json(json!({"status": "alive"})).into_response()
 }
 
+/// Prometheus metrics (text exposition format).
+///
+/// Open unless the server protects it (`auth.protect_metrics`); never rate limited.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    security((), ("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
+    )
+)]
 async fn metrics_text(State(state): State<AppState>) -> Response {
     (
         [(
@@ -240,6 +302,27 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// Readiness: the cached sandbox self-check and each language's availability.
+///
+/// Open unless the server protects it (`auth.protect_health`); never rate limited.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    security((), ("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Healthy", body = serde_json::Value, example = json!({
+            "status": "healthy", "backend": "linux", "sandbox": {"ok": true, "error": null},
+            "checked_at": 1_700_000_000, "running": 0, "queued": 0, "pools": {},
+            "languages": [{"name": "python", "available": true, "version": "Python 3.11.2", "error": null}]
+        })),
+        (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 503, description = "Not ready: `unhealthy`, `draining` or `starting`", body = serde_json::Value,
+            example = json!({"status": "starting", "backend": "linux"})),
+        (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
+    )
+)]
 async fn health(State(state): State<AppState>) -> Response {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
         return (
@@ -280,6 +363,24 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The languages with aliases, versions and availability.
+#[utoipa::path(
+    get,
+    path = "/languages",
+    tag = "service",
+    security((), ("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The languages", body = serde_json::Value, example = json!({
+            "languages": [{"name": "python", "display_name": "Python", "aliases": ["py", "python3"],
+                "compiled": false, "available": true, "version": "Python 3.11.2", "error": null}]
+        })),
+        (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Rate limit exceeded", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
+    )
+)]
 async fn languages(State(state): State<AppState>) -> Response {
     let langs = state
         .engine
@@ -289,6 +390,21 @@ async fn languages(State(state): State<AppState>) -> Response {
     Json(json!({ "languages": langs })).into_response()
 }
 
+/// Name, version, backend, languages and the list of endpoints.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "service",
+    security((), ("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The service document", body = serde_json::Value),
+        (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Rate limit exceeded", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
+    )
+)]
 async fn index(State(state): State<AppState>) -> Response {
     Json(json!({
         "name": "coderun",
@@ -302,6 +418,8 @@ async fn index(State(state): State<AppState>) -> Response {
             "GET /livez": "liveness: the process answers",
             "GET /metrics": "Prometheus metrics",
             "GET /languages": "languages with aliases and versions",
+            "GET /openapi.json": "OpenAPI 3 description of this API",
+            "GET /docs": "interactive API docs (Swagger UI, rendering /openapi.json)",
             "GET /": "this document",
         },
     }))
