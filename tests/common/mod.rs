@@ -282,3 +282,26 @@ pub fn nonce() -> String {
     unsafe { libc::getrandom(buf.as_mut_ptr().cast(), 8, 0) };
     format!("n{:016x}", u64::from_le_bytes(buf))
 }
+
+/// `body` with the fields of `extra` added (or replaced).
+pub fn with(mut body: Value, extra: Value) -> Value {
+    let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) else {
+        panic!("with() takes two JSON objects");
+    };
+    for (k, v) in e {
+        b.insert(k, v);
+    }
+    body
+}
+
+pub fn status(r: &Value) -> &str {
+    r["status"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no status: {r}"))
+}
+
+pub fn stdout(r: &Value) -> &str {
+    r["stdout"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no stdout: {r}"))
+}

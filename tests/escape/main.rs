@@ -47,29 +47,6 @@ pub fn rs(code: &str) -> Value {
     json!({"language": "rust", "code": code})
 }
 
-/// `body` with the fields of `extra` added (or replaced).
-pub fn with(mut body: Value, extra: Value) -> Value {
-    let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) else {
-        panic!("with() takes two JSON objects");
-    };
-    for (k, v) in e {
-        b.insert(k, v);
-    }
-    body
-}
-
-pub fn status(r: &Value) -> &str {
-    r["status"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no status: {r}"))
-}
-
-pub fn stdout(r: &Value) -> &str {
-    r["stdout"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no stdout: {r}"))
-}
-
 /// A response shortened for assertion messages.
 pub fn brief(r: &Value) -> String {
     let mut r = r.clone();

@@ -130,6 +130,24 @@ fn sigkill_mid_run_leaves_boxes_that_the_next_start_sweeps() {
     assert!(live_dir.exists(), "live instance state dir kept");
 }
 
+/// A server on its own state dir with a shutdown grace period: (the state dir, which must
+/// outlive the server, the server, its instance id, its instance dir).
+fn server_with_grace(grace_s: u64) -> (tempfile::TempDir, Server, String, PathBuf) {
+    let state = tempfile::Builder::new()
+        .prefix("coderun-drain-")
+        .tempdir_in("/run")
+        .expect("state");
+    let s = Server::start_with(
+        &format!(
+            "[sandbox]\nstate_dir = \"{}\"\n[server]\nshutdown_grace_s = {grace_s}\n",
+            state.path().display()
+        ),
+        &[],
+    );
+    let (id, dir) = instance_of(state.path(), s.pid);
+    (state, s, id, dir)
+}
+
 /// Sends SIGTERM to a server (without waiting for it).
 fn sigterm(s: &Server) {
     // SAFETY: signalling the server process this test started.
@@ -163,18 +181,7 @@ fn wait_exit(s: &Server, timeout: Duration) -> i32 {
 /// process behind (its warm pools included).
 #[test]
 fn sigterm_drains_in_flight_runs_then_exits_clean() {
-    let state = tempfile::Builder::new()
-        .prefix("coderun-drain-")
-        .tempdir_in("/run")
-        .expect("state");
-    let s = Server::start_with(
-        &format!(
-            "[sandbox]\nstate_dir = \"{}\"\n[server]\nshutdown_grace_s = 30\n",
-            state.path().display()
-        ),
-        &[],
-    );
-    let (id, dir) = instance_of(state.path(), s.pid);
+    let (_state, s, id, dir) = server_with_grace(30);
     let tag = nonce();
     std::thread::scope(|scope| {
         let run = scope.spawn(|| {
@@ -214,18 +221,7 @@ fn sigterm_drains_in_flight_runs_then_exits_clean() {
 /// sandbox.
 #[test]
 fn sigterm_after_the_grace_period_kills_runs_and_exits_clean() {
-    let state = tempfile::Builder::new()
-        .prefix("coderun-drain-")
-        .tempdir_in("/run")
-        .expect("state");
-    let s = Server::start_with(
-        &format!(
-            "[sandbox]\nstate_dir = \"{}\"\n[server]\nshutdown_grace_s = 1\n",
-            state.path().display()
-        ),
-        &[],
-    );
-    let (id, dir) = instance_of(state.path(), s.pid);
+    let (_state, s, id, dir) = server_with_grace(1);
     let tag = nonce();
     std::thread::scope(|scope| {
         let base = s.base.clone();
