@@ -208,3 +208,32 @@ fn denylist_is_off_by_default_and_refuses_listed_patterns() {
         "other languages are not affected"
     );
 }
+
+/// A client that trickles its request headers (slowloris) is cut off after the header read
+/// timeout, while a client that sends them promptly on the same server is answered.
+#[test]
+fn slow_request_headers_are_cut_off() {
+    use std::io::{Read, Write};
+    let s = Server::start_with("[server]\nheader_read_timeout_s = 1\n", &[]);
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    slow.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n")
+        .expect("partial headers");
+    slow.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "slow client held for {took:?}"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        !text.contains("alive"),
+        "the incomplete request was answered: {text}"
+    );
+    // Positive control: the same request sent at once is answered.
+    assert_eq!(s.get("/livez").0, 200);
+}

@@ -84,7 +84,10 @@ impl Server {
             Ok(a) => a,
             Err(_) => {
                 let _ = child.kill();
-                panic!("coderun serve did not start listening within 120 s");
+                let status = child.wait().ok();
+                std::thread::sleep(Duration::from_millis(200));
+                let log = logs.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+                panic!("coderun serve did not start listening (exit: {status:?}); its log:\n{log}");
             }
         };
         Server {

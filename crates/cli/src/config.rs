@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     /// On SIGTERM/SIGINT, how long in-flight runs may go on before they are killed.
     pub shutdown_grace_s: u64,
+    /// Seconds a client has to send its request headers (slow clients are cut off).
+    pub header_read_timeout_s: u64,
     /// Log lines as human-readable text (`pretty`) or one JSON object per line (`json`).
     pub log_format: LogFormat,
     /// Longest a request may take before a 504; 0 = the longest legitimate request
@@ -66,6 +68,7 @@ impl Default for ServerConfig {
             shutdown_grace_s: 30,
             request_deadline_s: 0,
             log_format: LogFormat::Pretty,
+            header_read_timeout_s: 10,
             languages_dir: None,
         }
     }

@@ -294,6 +294,7 @@ async fn serve(
     let shutdown = async move {
         shutdown_signal().await;
         draining.store(true, std::sync::atomic::Ordering::SeqCst);
+        engine.stop_pools();
         tracing::info!(grace_s = grace.as_secs(), "draining");
         let deadline = tokio::time::Instant::now() + grace;
         while engine.running() + engine.queued() > 0 && tokio::time::Instant::now() < deadline {
@@ -305,16 +306,58 @@ async fn serve(
             backend.kill_all_boxes();
         }
     };
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    serve_http(listener, app, shutdown, config.server.header_read_timeout_s).await;
     // Dropping the service destroys the warm pools, the instance's cgroups and state dir.
     drop(service);
     tracing::info!("shut down cleanly");
     Ok(0)
+}
+
+/// The accept loop: like `axum::serve` with graceful shutdown, plus a header read timeout
+/// (a client that trickles its request headers — slowloris — is cut off), and each
+/// connection's peer address for the rate limiter.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+    header_read_timeout_s: u64,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::Service;
+
+    let mut make = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(header_read_timeout_s.max(1)));
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            conn = listener.accept() => match conn {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of fds and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(svc) = make.call(peer).await;
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
+        let conn = graceful.watch(conn.into_owned());
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    // Let in-flight connections finish their requests.
+    graceful.shutdown().await;
 }
 
 async fn shutdown_signal() {

@@ -285,6 +285,13 @@ impl Engine {
         }
     }
 
+    /// Stops the warm pools (shutdown): nothing more is prepared, ready boxes are destroyed.
+    pub fn stop_pools(&self) {
+        for pool in self.pools.values() {
+            pool.stop();
+        }
+    }
+
     pub(crate) fn pool(&self, language: &str, step: &str) -> Option<Arc<pool::Pool>> {
         self.pools.get(&format!("{language}/{step}")).cloned()
     }

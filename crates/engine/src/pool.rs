@@ -33,6 +33,8 @@ pub(crate) struct Pool {
     size: usize,
     ready: Mutex<VecDeque<Ready>>,
     wake: Notify,
+    /// Set at shutdown: no more boxes are prepared, the ready ones are destroyed.
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Pool {
@@ -45,7 +47,20 @@ impl Pool {
             size,
             ready: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Stops refilling and destroys the ready boxes (shutdown).
+    pub fn stop(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.lock().clear();
+        self.wake.notify_one();
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Ready>> {
@@ -54,6 +69,9 @@ impl Pool {
 
     /// A ready box, if there is one (never waits: without one the request runs unpooled).
     pub fn take(&self) -> Option<Ready> {
+        if self.is_stopped() {
+            return None;
+        }
         let taken = self.lock().pop_front();
         self.wake.notify_one();
         taken
@@ -75,6 +93,9 @@ impl Pool {
             let mut failures = 0u32;
             loop {
                 let Some(pool) = weak.upgrade() else { return };
+                if pool.is_stopped() {
+                    return;
+                }
                 if pool.ready_count() >= pool.size {
                     // Wake on a take, or once a second to notice the engine is gone.
                     let _ =

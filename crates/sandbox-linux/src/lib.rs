@@ -101,6 +101,8 @@ pub struct LinuxBackend {
     counter: AtomicU64,
     /// Pids of the helpers of boxes being run (not pooled boxes waiting).
     live: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
+    /// Pids of every helper alive (pooled ones included).
+    helpers: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
 }
 
 impl LinuxBackend {
@@ -149,6 +151,7 @@ impl LinuxBackend {
             store: Arc::new(store),
             counter: AtomicU64::new(0),
             live: Arc::new(std::sync::Mutex::new(std::collections::HashSet::new())),
+            helpers: Arc::new(std::sync::Mutex::new(std::collections::HashSet::new())),
         })
     }
 
@@ -248,14 +251,23 @@ impl LinuxBackend {
             })?;
         let missing = || SandboxError::Helper("helper pipes missing".into());
         let mut helper = Helper {
-            stdin: child.stdin.take().ok_or_else(missing)?,
+            stdin: Some(child.stdin.take().ok_or_else(missing)?),
             stdout: child.stdout.take().ok_or_else(missing)?,
             stderr: child.stderr.take().ok_or_else(missing)?,
             child,
             backstop,
             live: self.live.clone(),
+            helpers: self.helpers.clone(),
         };
-        helper.stdin.write_all(&first).await?;
+        if let Some(pid) = helper.child.id() {
+            self.helpers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(pid);
+        }
+        if let Some(stdin) = helper.stdin.as_mut() {
+            stdin.write_all(&first).await?;
+        }
         if pooled {
             helper.wait_ready().await?;
         }
@@ -266,11 +278,24 @@ impl LinuxBackend {
 /// A running box helper, talked to over its stdin/stdout.
 struct Helper {
     child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
+    /// Taken (and closed) once everything is written.
+    stdin: Option<tokio::process::ChildStdin>,
     stdout: tokio::process::ChildStdout,
     stderr: tokio::process::ChildStderr,
     backstop: Duration,
     live: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
+    helpers: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            self.helpers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&pid);
+        }
+    }
 }
 
 impl Helper {
@@ -329,9 +354,11 @@ impl Helper {
 
     async fn talk(mut self, input: Vec<u8>, backstop: Duration) -> Result<Outcome, SandboxError> {
         let talk = async {
+            let stdin = self.stdin.take();
             let write = async {
-                self.stdin.write_all(&input).await?;
-                drop(self.stdin);
+                if let Some(mut stdin) = stdin {
+                    stdin.write_all(&input).await?;
+                }
                 Ok::<_, std::io::Error>(())
             };
             let mut out = Vec::new();
@@ -417,8 +444,27 @@ impl PreparedBox for Helper {
 
 impl Drop for LinuxBackend {
     fn drop(&mut self) {
+        // Helpers still alive (warm boxes being dropped, a refill caught mid-way) must not
+        // create a box cgroup after the instance is destroyed: end them first.
+        for &pid in self
+            .helpers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = sys::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
         if let Some((layout, id)) = &self.cgroup {
-            if let Err(e) = layout.open_instance(id).destroy() {
+            // A helper killed mid-way may leave its box's processes a moment more: retry.
+            let mut result = Ok(());
+            for _ in 0..20 {
+                result = layout.open_instance(id).destroy();
+                if result.is_ok() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if let Err(e) = result {
                 tracing::warn!("removing instance cgroups: {e}");
             }
         }
