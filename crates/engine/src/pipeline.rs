@@ -611,6 +611,16 @@ fn same_box_limits(pool: &Limits, wanted: &Limits) -> bool {
     }
 }
 
+fn pool_mounts(
+    lang: &Language,
+    step: &[String],
+    runner: &[String],
+) -> Result<Vec<RuntimeMount>, EngineError> {
+    let mut mounts = lang.mounts_for(step)?;
+    mounts.extend(lang.mounts_for_all(runner)?);
+    Ok(mounts)
+}
+
 /// The pool templates of a language: (step, the box every member is made from, the runner's
 /// main file). Steps whose runtimes are missing have no pool.
 pub(crate) fn pool_templates(
@@ -627,14 +637,9 @@ pub(crate) fn pool_templates(
     };
     let mut out = Vec::new();
     if let Some(pool) = &file.run.pool {
-        let names: Vec<String> = file
-            .run
-            .runtimes
-            .iter()
-            .chain(&pool.runtimes)
-            .cloned()
-            .collect();
-        if let Ok(mounts) = lang.mounts_for_all(&names) {
+        // The step's own runtimes as the step mounts them (a missing optional one, like the
+        // type checker, is left out); the pool's runner runtimes must all be there.
+        if let Ok(mounts) = pool_mounts(lang, &file.run.runtimes, &pool.runtimes) {
             out.push((
                 "run",
                 BoxSpec {
@@ -655,13 +660,7 @@ pub(crate) fn pool_templates(
     }
     if let Some(compile) = &file.compile {
         if let Some(pool) = &compile.pool {
-            let names: Vec<String> = compile
-                .runtimes
-                .iter()
-                .chain(&pool.runtimes)
-                .cloned()
-                .collect();
-            if let Ok(mounts) = lang.mounts_for_all(&names) {
+            if let Ok(mounts) = pool_mounts(lang, &compile.runtimes, &pool.runtimes) {
                 out.push((
                     "compile",
                     BoxSpec {
