@@ -308,3 +308,20 @@ pub fn stdout(r: &Value) -> &str {
         .as_str()
         .unwrap_or_else(|| panic!("no stdout: {r}"))
 }
+
+/// A response shortened for assertion messages (outputs may be megabytes).
+pub fn brief(r: &Value) -> String {
+    let mut r = r.clone();
+    if let Some(o) = r.as_object_mut() {
+        for key in ["output", "stdout", "stderr", "error", "compile_output"] {
+            if let Some(Value::String(s)) = o.get(key) {
+                if s.len() > 1500 {
+                    let head: String = s.chars().take(1500).collect();
+                    let short = format!("{head}...({} bytes)", s.len());
+                    o.insert(key.to_string(), Value::String(short));
+                }
+            }
+        }
+    }
+    r.to_string()
+}

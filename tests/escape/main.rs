@@ -47,23 +47,6 @@ pub fn rs(code: &str) -> Value {
     json!({"language": "rust", "code": code})
 }
 
-/// A response shortened for assertion messages.
-pub fn brief(r: &Value) -> String {
-    let mut r = r.clone();
-    if let Some(o) = r.as_object_mut() {
-        for key in ["output", "stdout", "stderr", "error", "compile_output"] {
-            if let Some(Value::String(s)) = o.get(key) {
-                if s.len() > 1500 {
-                    let head: String = s.chars().take(1500).collect();
-                    let short = format!("{head}...({} bytes)", s.len());
-                    o.insert(key.to_string(), Value::String(short));
-                }
-            }
-        }
-    }
-    r.to_string()
-}
-
 pub fn assert_ok(r: &Value) {
     assert_eq!(status(r), "ok", "expected ok: {}", brief(r));
     assert_eq!(r["success"], true, "{}", brief(r));

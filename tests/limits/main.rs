@@ -37,23 +37,6 @@ pub fn f64_of(r: &Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("{key} is not a number: {r}"))
 }
 
-/// A response shortened for assertion messages (outputs may be megabytes).
-pub fn brief(r: &Value) -> String {
-    let mut r = r.clone();
-    if let Some(o) = r.as_object_mut() {
-        for key in ["output", "stdout", "stderr", "error", "compile_output"] {
-            if let Some(Value::String(s)) = o.get(key) {
-                if s.len() > 300 {
-                    let head: String = s.chars().take(300).collect();
-                    let short = format!("{head}...({} bytes)", s.len());
-                    o.insert(key.to_string(), Value::String(short));
-                }
-            }
-        }
-    }
-    r.to_string()
-}
-
 pub fn assert_ok(r: &Value) {
     assert_eq!(status(r), "ok", "expected ok: {}", brief(r));
     assert_eq!(r["success"], true, "{}", brief(r));

@@ -132,9 +132,6 @@ impl EngineConfig {
                 ));
             }
         }
-        if self.queue == 0 && self.concurrency == 0 {
-            // fine: no queue at all, only the running slots
-        }
         Ok(())
     }
 }
