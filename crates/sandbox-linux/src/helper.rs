@@ -52,10 +52,10 @@ pub fn helper_main() -> i32 {
         .and_then(|b| serde_json::from_slice::<Request>(&b).map_err(io::Error::from));
     let stdin_data = protocol::read_frame(&mut input);
     drop(input);
-    let (result, stdout, stderr) = match (request, stdin_data) {
+    let (result, stdout, stderr, teardown) = match (request, stdin_data) {
         (Ok(req), Ok(stdin)) => match run(req, stdin) {
-            Ok((outcome, out, err)) => (Ok(outcome), out, err),
-            Err(e) => (Err(e), Vec::new(), Vec::new()),
+            Ok((outcome, out, err, teardown)) => (Ok(outcome), out, err, Some(teardown)),
+            Err(e) => (Err(e), Vec::new(), Vec::new(), None),
         },
         (Err(e), _) | (_, Err(e)) => (
             Err(ReportError {
@@ -64,6 +64,7 @@ pub fn helper_main() -> i32 {
             }),
             Vec::new(),
             Vec::new(),
+            None,
         ),
     };
     let report = Report { result };
@@ -73,6 +74,12 @@ pub fn helper_main() -> i32 {
         .and_then(|_| protocol::write_frame(&mut out, &stdout))
         .and_then(|_| protocol::write_frame(&mut out, &stderr))
         .and_then(|_| out.flush());
+    drop(out);
+    // The server answers its client as soon as it has read the report: the box (already
+    // empty, its init reaped) is removed after that, off the request's critical path. The
+    // server keeps this helper registered until it exits, and the uid slot stays held until
+    // the cgroup is gone.
+    drop(teardown);
     i32::from(written.is_err())
 }
 
@@ -88,6 +95,13 @@ fn fail_msg(step: &str, message: impl std::fmt::Display) -> ReportError {
         step: step.to_string(),
         message: message.to_string(),
     }
+}
+
+/// What is left of a box once its init has been reaped: its cgroup and state dir, then its
+/// uid slot (fields drop in this order).
+struct Teardown {
+    _cleanup: Cleanup,
+    _slot: Slot,
 }
 
 /// Removes the box's state dir and cgroup however `run` ends.
@@ -122,7 +136,7 @@ impl Drop for Cleanup {
     }
 }
 
-type RunResult = Result<(ReportOutcome, Vec<u8>, Vec<u8>), ReportError>;
+type RunResult = Result<(ReportOutcome, Vec<u8>, Vec<u8>, Teardown), ReportError>;
 
 fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
     let spec = &req.spec;
@@ -161,6 +175,13 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
             .create_box(&req.box_name, &cg_limits)
             .map_err(|e| fail_msg("cgroup", e))?;
         cleanup.cgroup = Some(cg);
+        if req.pooled {
+            // Warming up is background work: it must not slow the programs being run.
+            if let Some(cg) = &cleanup.cgroup {
+                cg.set_background(true)
+                    .map_err(|e| fail_msg("cgroup (background weight)", e))?;
+            }
+        }
     }
 
     // Inputs: inline bytes, or host files opened here (never followed through a symlink).
@@ -302,6 +323,10 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
             limits.wall_time_ms = handoff.wall_time_ms;
             limits.cpu_time_ms = handoff.cpu_time_ms;
             limits.output_bytes = handoff.output_bytes;
+            if let Some(cg) = &cleanup.cgroup {
+                cg.set_background(false)
+                    .map_err(|e| fail_msg("cgroup (foreground weight)", e))?;
+            }
             // The runner reads to EOF; a runner that died meanwhile shows up as its exit.
             let _ = sys::write_all(handoff_w.as_raw_fd(), handoff.message.as_bytes());
             drop(handoff_w);
@@ -360,9 +385,11 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
             let _ = fs::remove_file(&c.host_path);
         }
     }
-    drop(cleanup);
-    drop(slot);
-    Ok((outcome, sup.stdout, sup.stderr))
+    let teardown = Teardown {
+        _cleanup: cleanup,
+        _slot: slot,
+    };
+    Ok((outcome, sup.stdout, sup.stderr, teardown))
 }
 
 struct Supervised {

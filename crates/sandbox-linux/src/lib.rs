@@ -23,8 +23,9 @@
 //! capabilities only inside the box's user namespace (it mounts). The program holds none.
 //!
 //! Cleanup: the program's end (or a limit) ends init; init's end kills the whole pid
-//! namespace; the mount namespace (with the tmpfs) goes with it; the helper then removes the
-//! cgroup and the box's state dir. Nothing the program could have touched is opened by host
+//! namespace; the mount namespace (with the tmpfs) goes with it; the helper then sends its
+//! report and, off the request's critical path, removes the cgroup and the box's state dir
+//! (the server keeps the helper registered until it exits). Nothing the program could have touched is opened by host
 //! code by path: input and output files cross inside the box ([`files`]).
 
 pub mod caps;
@@ -99,7 +100,8 @@ pub struct LinuxBackend {
     cgroup_error: Option<String>,
     store: Arc<Store>,
     counter: AtomicU64,
-    /// Pids of the helpers of boxes being run (not pooled boxes waiting).
+    /// Pids of the helpers of boxes given a program (not pooled boxes waiting), until they
+    /// exit: after its report a helper still removes its box.
     live: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
     /// Pids of every helper alive (pooled ones included).
     helpers: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
@@ -254,12 +256,15 @@ impl LinuxBackend {
             stdin: Some(child.stdin.take().ok_or_else(missing)?),
             stdout: child.stdout.take().ok_or_else(missing)?,
             stderr: child.stderr.take().ok_or_else(missing)?,
+            registered: Registered {
+                pid: child.id(),
+                helpers: self.helpers.clone(),
+            },
             child,
             backstop,
             live: self.live.clone(),
-            helpers: self.helpers.clone(),
         };
-        if let Some(pid) = helper.child.id() {
+        if let Some(pid) = helper.registered.pid {
             self.helpers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -284,12 +289,19 @@ struct Helper {
     stderr: tokio::process::ChildStderr,
     backstop: Duration,
     live: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
+    registered: Registered,
+}
+
+/// A helper's pid in the backend's set of live helpers, until the helper has been reaped (or,
+/// for a helper never run, until it is dropped).
+struct Registered {
+    pid: Option<u32>,
     helpers: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
 }
 
-impl Drop for Helper {
+impl Drop for Registered {
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
+        if let Some(pid) = self.pid {
             self.helpers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -299,7 +311,6 @@ impl Drop for Helper {
 }
 
 impl Helper {
-    /// Reads the pooled helper's `{"ready":true}` frame; anything else is its error report.
     async fn wait_ready(&mut self) -> Result<(), SandboxError> {
         let mut len = [0u8; 8];
         let read = async {
@@ -345,42 +356,72 @@ impl Helper {
         if let Some(pid) = pid {
             live.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
         }
-        let res = self.talk(input, backstop).await;
-        if let Some(pid) = pid {
-            live.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
-        }
-        res
+        // Unregistered when the helper has exited (see `talk`).
+        self.talk(input, backstop).await
     }
 
-    async fn talk(mut self, input: Vec<u8>, backstop: Duration) -> Result<Outcome, SandboxError> {
+    /// Sends the input and reads the report's three frames. The helper removes the box after
+    /// sending them, so the answer does not wait for that: the helper's exit is awaited (and
+    /// anything it printed logged) by a background task, which keeps it registered until then.
+    async fn talk(self, input: Vec<u8>, backstop: Duration) -> Result<Outcome, SandboxError> {
+        let Helper {
+            mut child,
+            stdin,
+            mut stdout,
+            mut stderr,
+            registered,
+            live,
+            ..
+        } = self;
+        let unregister = move |pid: Option<u32>| {
+            if let Some(pid) = pid {
+                live.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
+            }
+        };
+        let stderr_task = tokio::spawn(async move {
+            let mut err = Vec::new();
+            let _ = stderr.read_to_end(&mut err).await;
+            err
+        });
         let talk = async {
-            let stdin = self.stdin.take();
             let write = async {
                 if let Some(mut stdin) = stdin {
                     stdin.write_all(&input).await?;
                 }
                 Ok::<_, std::io::Error>(())
             };
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let (w, o, e) = tokio::join!(
-                write,
-                self.stdout.read_to_end(&mut out),
-                self.stderr.read_to_end(&mut err)
-            );
-            o?;
-            e?;
-            // The helper may have refused the request before reading all of it.
-            if let Err(w) = w {
-                if out.is_empty() {
-                    return Err(w);
+            let read = async {
+                let mut frames = Vec::with_capacity(3);
+                for _ in 0..3 {
+                    frames.push(read_frame(&mut stdout).await?);
                 }
+                Ok::<_, std::io::Error>(frames)
+            };
+            let (w, frames) = tokio::join!(write, read);
+            // The helper may have refused the request before reading all of it.
+            match (w, frames) {
+                (_, Ok(frames)) => Ok(frames),
+                (Err(w), Err(_)) => Err(w),
+                (Ok(()), Err(r)) => Err(r),
             }
-            let status = self.child.wait().await?;
-            Ok::<_, std::io::Error>((out, err, status))
         };
-        let (out, err, status) = match tokio::time::timeout(backstop, talk).await {
-            Ok(res) => res?,
+        let frames = match tokio::time::timeout(backstop, talk).await {
+            Ok(Ok(frames)) => frames,
+            Ok(Err(e)) => {
+                // No complete report: say how the helper ended and what it printed.
+                let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await
+                {
+                    Ok(Ok(status)) => status.to_string(),
+                    _ => "still running".to_string(),
+                };
+                let err = stderr_task.await.unwrap_or_default();
+                unregister(registered.pid);
+                drop(registered);
+                return Err(SandboxError::Helper(format!(
+                    "no report from box helper ({status}): {e}; it printed: {}",
+                    String::from_utf8_lossy(&err).trim()
+                )));
+            }
             Err(_) => {
                 return Err(SandboxError::Helper(format!(
                     "box helper did not finish within {} s",
@@ -388,17 +429,22 @@ impl Helper {
                 )))
             }
         };
-        if !err.is_empty() {
-            tracing::warn!(helper_stderr = %String::from_utf8_lossy(&err), "box helper printed errors");
-        }
-        let frames = protocol::split_frames(&out).map_err(|e| {
-            SandboxError::Helper(format!("bad report from box helper ({status}): {e}"))
-        })?;
-        let [header, stdout, stderr] = frames[..] else {
-            return Err(SandboxError::Helper(format!(
-                "box helper ({status}) sent {} frames instead of 3",
-                frames.len()
-            )));
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let err = stderr_task.await.unwrap_or_default();
+            if !err.is_empty() {
+                tracing::warn!(helper_stderr = %String::from_utf8_lossy(&err), "box helper printed errors");
+            }
+            if let Ok(status) = status {
+                if !status.success() {
+                    tracing::warn!(%status, "box helper failed after its report");
+                }
+            }
+            unregister(registered.pid);
+            drop(registered);
+        });
+        let [header, stdout, stderr] = &frames[..] else {
+            return Err(SandboxError::Helper("box helper sent no report".into()));
         };
         let report: Report = serde_json::from_slice(header)
             .map_err(|e| SandboxError::Helper(format!("bad report from box helper: {e}")))?;
@@ -409,8 +455,8 @@ impl Helper {
         Ok(Outcome {
             termination: o.termination,
             limit: o.limit,
-            stdout: stdout.to_vec(),
-            stderr: stderr.to_vec(),
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
             stdout_truncated: o.stdout_truncated,
             stderr_truncated: o.stderr_truncated,
             wall_time_us: o.wall_time_us,
@@ -419,6 +465,16 @@ impl Helper {
             collected: o.collected,
         })
     }
+}
+
+/// One frame of the helper's report (see [`protocol`]).
+async fn read_frame(r: &mut tokio::process::ChildStdout) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 8];
+    r.read_exact(&mut len).await?;
+    let len = protocol::checked_len(u64::from_le_bytes(len))?;
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    Ok(buf)
 }
 
 impl PreparedBox for Helper {
@@ -444,6 +500,20 @@ impl PreparedBox for Helper {
 
 impl Drop for LinuxBackend {
     fn drop(&mut self) {
+        // Helpers that have reported are removing their boxes: give them a moment.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let busy = self
+                .live
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .any(|&pid| sys::is_running(pid as libc::pid_t));
+            if !busy || std::time::Instant::now() > deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         // Helpers still alive (warm boxes being dropped, a refill caught mid-way) must not
         // create a box cgroup after the instance is destroyed: end them first.
         for &pid in self

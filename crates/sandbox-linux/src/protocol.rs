@@ -4,7 +4,8 @@
 //! stdout. Each message is a sequence of frames: an 8-byte little-endian length, then that many
 //! bytes. Request: JSON header, then the program's stdin. Report: JSON header, then stdout, then
 //! stderr. Raw bytes travel outside the JSON so binary output and a megabyte of stdin cost no
-//! escaping.
+//! escaping. The helper sends its report as soon as the box's init is reaped, and removes the
+//! box after that; the server reads exactly three frames, not to end of file.
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -85,43 +86,20 @@ pub fn write_frame(w: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
 pub fn read_frame(r: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut len = [0u8; 8];
     r.read_exact(&mut len)?;
-    let len = u64::from_le_bytes(len);
+    let mut buf = vec![0u8; checked_len(u64::from_le_bytes(len))?];
+    r.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// A frame header's length, refused over [`MAX_FRAME`].
+pub fn checked_len(len: u64) -> io::Result<usize> {
     if len > MAX_FRAME {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!("frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
         ));
     }
-    let mut buf = vec![0u8; len as usize];
-    r.read_exact(&mut buf)?;
-    Ok(buf)
-}
-
-/// Splits a buffer made of frames (used by the async side, which reads everything first).
-pub fn split_frames(mut buf: &[u8]) -> io::Result<Vec<&[u8]>> {
-    let mut frames = Vec::new();
-    while !buf.is_empty() {
-        if buf.len() < 8 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "truncated frame header",
-            ));
-        }
-        let (head, rest) = buf.split_at(8);
-        let mut len = [0u8; 8];
-        len.copy_from_slice(head);
-        let len = u64::from_le_bytes(len);
-        if len > rest.len() as u64 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "truncated frame",
-            ));
-        }
-        let (frame, rest) = rest.split_at(len as usize);
-        frames.push(frame);
-        buf = rest;
-    }
-    Ok(frames)
+    Ok(len as usize)
 }
 
 #[cfg(test)]
@@ -134,17 +112,20 @@ mod tests {
         write_frame(&mut buf, b"{}").unwrap();
         write_frame(&mut buf, b"").unwrap();
         write_frame(&mut buf, &[0xff, 0]).unwrap();
-        let frames = split_frames(&buf).unwrap();
-        assert_eq!(frames, vec![&b"{}"[..], &b""[..], &[0xff, 0][..]]);
         let mut r = &buf[..];
         assert_eq!(read_frame(&mut r).unwrap(), b"{}");
+        assert_eq!(read_frame(&mut r).unwrap(), b"");
+        assert_eq!(read_frame(&mut r).unwrap(), [0xff, 0]);
+        assert!(r.is_empty());
     }
 
     #[test]
-    fn truncated_frames_are_errors() {
+    fn truncated_and_oversized_frames_are_errors() {
         let mut buf = Vec::new();
         write_frame(&mut buf, b"hello").unwrap();
-        assert!(split_frames(&buf[..buf.len() - 1]).is_err());
-        assert!(split_frames(&buf[..4]).is_err());
+        assert!(read_frame(&mut &buf[..buf.len() - 1]).is_err());
+        assert!(read_frame(&mut &buf[..4]).is_err());
+        let huge = (MAX_FRAME + 1).to_le_bytes();
+        assert!(read_frame(&mut &huge[..]).is_err());
     }
 }

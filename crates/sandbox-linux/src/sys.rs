@@ -108,3 +108,37 @@ pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> io::Result<()> {
     cvt(unsafe { libc::kill(pid, sig) })?;
     Ok(())
 }
+
+/// Whether `pid` is a live process (neither gone nor a zombie waiting to be reaped).
+pub fn is_running(pid: libc::pid_t) -> bool {
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        // The state follows the last ')' (the command name may contain one).
+        Ok(stat) => match stat.iter().rposition(|&b| b == b')') {
+            Some(i) => !matches!(stat.get(i + 2), Some(b'Z' | b'X')),
+            None => false,
+        },
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_running_tells_live_from_zombie_and_gone() {
+        assert!(is_running(std::process::id() as libc::pid_t));
+        let mut child = std::process::Command::new("/bin/true").spawn().unwrap();
+        let pid = child.id() as libc::pid_t;
+        // Exited but not reaped: a zombie.
+        while std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| !s.contains(") Z"))
+            .unwrap_or(false)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!is_running(pid));
+        child.wait().unwrap();
+        assert!(!is_running(pid));
+    }
+}
