@@ -243,6 +243,9 @@ trait Driver: Sync {
     fn memory_peak_bytes(&self, cg: &Cg) -> Result<u64>;
     fn memory_current_bytes(&self, cg: &Cg) -> Result<u64>;
     fn oom_killed(&self, cg: &Cg) -> Result<bool>;
+    /// Weight the box's CPU share low (a warm box starting its runtime in the background)
+    /// or back to the default (a box running a request's program).
+    fn set_background(&self, cg: &Cg, background: bool) -> Result<()>;
     /// Kill everything in one kernel operation if possible (v2 `cgroup.kill`).
     /// Returns true if such a mechanism was used.
     fn kill_fast(&self, cg: &Cg) -> Result<bool>;
@@ -927,6 +930,15 @@ impl BoxCgroup {
         Ok(())
     }
 
+    /// A warm box's runtime starts in the background: while `background` is set, the box
+    /// gets the smallest CPU share (v1 `cpu.shares` 2, v2 `cpu.weight` 1) so that refilling
+    /// a pool never slows the programs being run; the hand-off sets the default back (1024,
+    /// 100). Shares are relative to the other boxes and only matter when the CPU is busy.
+    pub fn set_background(&self, background: bool) -> Result<()> {
+        self.check()?;
+        driver(self.version).set_background(&self.cg(), background)
+    }
+
     /// Total CPU time used by the box (v1 `cpuacct.usage`; v2 `cpu.stat` usage_usec).
     pub fn cpu_usage_ns(&self) -> Result<u64> {
         self.check()?;
@@ -1340,6 +1352,10 @@ mod tests {
         assert_eq!(read(&bdir.join("memory.oom.group")), "1");
         assert_eq!(read(&bdir.join("pids.max")), "16");
         assert_eq!(read(&bdir.join("cpu.max")), "50000 100000");
+        bx.set_background(true).unwrap();
+        assert_eq!(read(&bdir.join("cpu.weight")), "1");
+        bx.set_background(false).unwrap();
+        assert_eq!(read(&bdir.join("cpu.weight")), "100");
         assert!(matches!(
             inst.create_box("b1", &limits()),
             Err(CgroupError::AlreadyExists { .. })
@@ -1457,6 +1473,10 @@ mod tests {
             read(&cg.join("cpu/coderun-srv/b/cpu.cfs_period_us")),
             "100000"
         );
+        bx.set_background(true).unwrap();
+        assert_eq!(read(&cg.join("cpu/coderun-srv/b/cpu.shares")), "2");
+        bx.set_background(false).unwrap();
+        assert_eq!(read(&cg.join("cpu/coderun-srv/b/cpu.shares")), "1024");
 
         put(
             &cg.join("cpuacct/coderun-srv/b/cpuacct.usage"),
@@ -1695,6 +1715,10 @@ mod tests {
             assert_eq!(read(&bx.cg.pids.join("pids.max")).trim(), "8");
             assert_eq!(read(&bx.cg.cpu.join("cpu.cfs_quota_us")).trim(), "50000");
             assert_eq!(read(&bx.cg.cpu.join("cpu.cfs_period_us")).trim(), "100000");
+            bx.set_background(true).unwrap();
+            assert_eq!(read(&bx.cg.cpu.join("cpu.shares")).trim(), "2");
+            bx.set_background(false).unwrap();
+            assert_eq!(read(&bx.cg.cpu.join("cpu.shares")).trim(), "1024");
             eprintln!(
                 "host: memsw={} pids.peak={} oom_control={:?}",
                 memsw.exists(),

@@ -42,6 +42,11 @@ impl Driver for V1 {
         cg.write(&cpu.join("cpu.cfs_quota_us"), &quota)
     }
 
+    fn set_background(&self, cg: &Cg, background: bool) -> Result<()> {
+        let shares = if background { "2" } else { "1024" };
+        cg.write(&cg.dirs.cpu.join("cpu.shares"), shares)
+    }
+
     fn cpu_usage_ns(&self, cg: &Cg) -> Result<u64> {
         cg.read_u64(&cg.dirs.cpuacct.join("cpuacct.usage"))
     }

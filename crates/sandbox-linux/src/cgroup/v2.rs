@@ -72,6 +72,11 @@ impl Driver for V2 {
         )
     }
 
+    fn set_background(&self, cg: &Cg, background: bool) -> Result<()> {
+        let weight = if background { "1" } else { "100" };
+        cg.write(&cg.dirs.cpu.join("cpu.weight"), weight)
+    }
+
     fn cpu_usage_ns(&self, cg: &Cg) -> Result<u64> {
         let path = cg.dirs.cpu.join("cpu.stat");
         let text = cg.read(&path)?;
