@@ -1,6 +1,7 @@
-//! The `coderun` binary: `serve`, `run`, `doctor`, plus two commands for its own use inside
-//! boxes (`__box`, the per-box helper, and `transpile-ts`, the TypeScript compile step).
+//! The `coderun` binary: `serve`, `run`, `doctor`, `bench`, plus two commands for its own use
+//! inside boxes (`__box`, the per-box helper, and `transpile-ts`, the TypeScript compile step).
 
+mod bench;
 mod config;
 mod transpile;
 
@@ -76,6 +77,8 @@ enum Command {
         #[arg(long)]
         languages_dir: Option<PathBuf>,
     },
+    /// Measure latency, throughput and memory against the bare runtimes; print a report.
+    Bench(bench::BenchArgs),
     /// (inside a compile box) Transpile every TypeScript file of the work dir.
     #[command(name = "transpile-ts", hide = true)]
     TranspileTs {
@@ -145,6 +148,16 @@ fn try_main() -> anyhow::Result<i32> {
             }
         };
     }
+    if let Command::Bench(args) = &cli.command {
+        // Its servers get their own config; it runs no engine here (and no async runtime:
+        // its HTTP client is the blocking one).
+        if cli.config.is_some() {
+            eprintln!(
+                "coderun bench: --config is not used; the benchmark configures its own servers"
+            );
+        }
+        return bench::main(args);
+    }
     let config = Config::load(cli.config.as_deref())?;
     init_logging(config.server.log_format);
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -165,7 +178,7 @@ fn try_main() -> anyhow::Result<i32> {
                 args,
             } => run(config, languages_dir, file, language, stdin, timeout, args).await,
             Command::Doctor { languages_dir } => doctor(config, languages_dir).await,
-            Command::TranspileTs { .. } | Command::Config { .. } => Ok(2),
+            Command::TranspileTs { .. } | Command::Config { .. } | Command::Bench(_) => Ok(2),
         }
     })
 }
