@@ -2,10 +2,12 @@
 //!
 //! - API keys (optional): `Authorization: Bearer <key>` or `X-API-Key: <key>`. Only SHA-256
 //!   hashes of the keys are kept; a presented key is hashed and compared with every stored
-//!   hash in constant time. Missing or wrong key: 401 with the JSON error body. `/livez` is
-//!   always open; `/health` and `/metrics` are open unless configured otherwise.
+//!   hash in constant time. Missing, empty or wrong key, or two headers with different keys:
+//!   401 with the JSON error body. `/livez` is always open; `/health` and `/metrics` are open
+//!   unless configured otherwise.
 //! - Rate limits (off by default): a token bucket per API key, or per client IP when auth is
-//!   off (`X-Forwarded-For` is believed only from a configured trusted proxy). Over the
+//!   off (`X-Forwarded-For` is believed only from a configured trusted proxy, and only the
+//!   entry that proxy appended). Over the
 //!   budget: 429 with `Retry-After`.
 //! - CORS: an allowlist of exact origins (default none); preflights are answered; `*` and
 //!   credentials are never allowed.
@@ -15,7 +17,7 @@ use std::num::NonZeroU32;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
@@ -160,33 +162,63 @@ impl Guard {
 
     /// The presented key's hash if it is one of ours.
     fn check_key(&self, req: &Request) -> Option<String> {
-        let headers = req.headers();
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))?;
-        let digest: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+        let presented = presented_key(req.headers())?;
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Compare with every key (no early exit), in constant time each.
         let found = self
             .keys
             .iter()
             .fold(false, |acc, k| acc | same(k, &digest));
-        found.then(|| hash_key(presented.trim()))
+        found.then(|| hash_key(presented))
     }
 }
 
+/// The one API key a request presents: `Authorization: Bearer <key>` (the scheme in any case)
+/// and/or `X-API-Key: <key>`, surrounding whitespace ignored. None when there is no key, the
+/// key is empty, a header is unreadable, or the request presents keys that disagree (a
+/// request must not be able to pick which of two credentials is checked).
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let mut keys = Vec::new();
+    for v in headers.get_all(header::AUTHORIZATION) {
+        let v = v.to_str().ok()?.trim();
+        let (scheme, rest) = v.split_once([' ', '\t']).unwrap_or((v, ""));
+        // Other schemes (`Basic` for a proxy, say) are not API keys.
+        if scheme.eq_ignore_ascii_case("bearer") {
+            keys.push(rest.trim());
+        }
+    }
+    for v in headers.get_all("x-api-key") {
+        keys.push(v.to_str().ok()?.trim());
+    }
+    let first = *keys.first()?;
+    (!first.is_empty() && keys.iter().all(|k| *k == first)).then_some(first)
+}
+
+/// The client a request is from: the peer, or, when the peer is a trusted proxy, the last
+/// address in the last `X-Forwarded-For` line (what that proxy appended; earlier entries are
+/// the client's own and may be forged). IPv4-mapped IPv6 addresses count as IPv4.
 fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>()?.0.ip();
-    if trusted.contains(&peer) {
-        // The last address a trusted proxy appended is the client it saw.
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()?
+        .0
+        .ip()
+        .to_canonical();
+    if trusted.iter().any(|t| t.to_canonical() == peer) {
         let forwarded = req
             .headers()
-            .get("x-forwarded-for")
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
-            .and_then(|ip| ip.trim().parse().ok());
-        return Some(forwarded.unwrap_or(peer));
+            .map(str::trim)
+            .and_then(|ip| {
+                ip.parse::<IpAddr>()
+                    .or_else(|_| ip.parse::<SocketAddr>().map(|a| a.ip()))
+                    .ok()
+            });
+        return Some(forwarded.map_or(peer, |ip| ip.to_canonical()));
     }
     Some(peer)
 }
