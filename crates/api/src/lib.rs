@@ -29,11 +29,13 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use coderun_engine::Engine;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 
 pub use error::ApiError;
 use error::ErrorBody;
-use types::{ExecuteBody, ExecuteResponse};
+use types::{
+    ExecuteBody, ExecuteResponse, HealthBody, HealthNotReady, HealthReport, HealthStatus,
+    LanguageList, LiveStatus, Liveness, NotReadyStatus, SandboxCheck, ServiceInfo,
+};
 
 /// Largest request body accepted (4 MiB by default).
 pub const DEFAULT_BODY_LIMIT: usize = 4 << 20;
@@ -268,12 +270,14 @@ async fn execute(
     path = "/livez",
     tag = "service",
     responses(
-        (status = 200, description = "The process answers", body = serde_json::Value, example = json!({"status": "alive"})),
+        (status = 200, description = "The process answers", body = Liveness),
         (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
     )
 )]
-async fn livez() -> Response {
-    Json(json!({"status": "alive"})).into_response()
+async fn livez() -> Json<Liveness> {
+    Json(Liveness {
+        status: LiveStatus::Alive,
+    })
 }
 
 /// Prometheus metrics (text exposition format).
@@ -311,56 +315,52 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     tag = "service",
     security((), ("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "Healthy", body = serde_json::Value, example = json!({
-            "status": "healthy", "backend": "linux", "sandbox": {"ok": true, "error": null},
-            "checked_at": 1_700_000_000, "running": 0, "queued": 0, "pools": {},
-            "languages": [{"name": "python", "available": true, "version": "Python 3.11.2", "error": null}]
-        })),
+        (status = 200, description = "Healthy (`status: healthy`)", body = HealthReport),
         (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 503, description = "Not ready: `unhealthy`, `draining` or `starting`", body = serde_json::Value,
-            example = json!({"status": "starting", "backend": "linux"})),
+        (status = 503, description = "Not ready: `unhealthy` (a self-check report), `starting` or `draining`", body = HealthBody),
         (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
     )
 )]
-async fn health(State(state): State<AppState>) -> Response {
-    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({
-                "status": "draining",
-                "backend": state.engine.backend_name(),
-                "running": state.engine.running(),
-                "queued": state.engine.queued(),
-            })),
-        )
-            .into_response();
-    }
-    match state.engine.health() {
-        Some(h) => {
-            let code = if h.healthy {
-                StatusCode::OK
-            } else {
-                StatusCode::SERVICE_UNAVAILABLE
-            };
-            let body = json!({
-                "status": if h.healthy { "healthy" } else { "unhealthy" },
-                "backend": h.backend,
-                "sandbox": { "ok": h.sandbox_ok, "error": h.sandbox_error },
-                "checked_at": h.checked_at,
-                "running": state.engine.running(),
-                "queued": state.engine.queued(),
-                "pools": state.engine.pool_sizes(),
-                "languages": h.languages,
-            });
-            (code, Json(body)).into_response()
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthBody>) {
+    let engine = &state.engine;
+    let not_ready = |status| {
+        HealthBody::NotReady(HealthNotReady {
+            status,
+            backend: engine.backend_name().to_string(),
+            running: engine.running() as u64,
+            queued: engine.queued() as u64,
+        })
+    };
+    let body = if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        not_ready(NotReadyStatus::Draining)
+    } else {
+        match engine.health() {
+            Some(h) => HealthBody::Report(HealthReport {
+                status: if h.healthy {
+                    HealthStatus::Healthy
+                } else {
+                    HealthStatus::Unhealthy
+                },
+                backend: h.backend,
+                sandbox: SandboxCheck {
+                    ok: h.sandbox_ok,
+                    error: h.sandbox_error,
+                },
+                checked_at: h.checked_at,
+                running: engine.running() as u64,
+                queued: engine.queued() as u64,
+                pools: engine
+                    .pool_sizes()
+                    .into_iter()
+                    .map(|(k, v)| (k, v as u64))
+                    .collect(),
+                languages: h.languages.into_iter().map(Into::into).collect(),
+            }),
+            None => not_ready(NotReadyStatus::Starting),
         }
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "starting", "backend": state.engine.backend_name()})),
-        )
-            .into_response(),
-    }
+    };
+    (body.http_status(), Json(body))
 }
 
 /// The languages with aliases, versions and availability.
@@ -370,10 +370,7 @@ async fn health(State(state): State<AppState>) -> Response {
     tag = "service",
     security((), ("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "The languages", body = serde_json::Value, example = json!({
-            "languages": [{"name": "python", "display_name": "Python", "aliases": ["py", "python3"],
-                "compiled": false, "available": true, "version": "Python 3.11.2", "error": null}]
-        })),
+        (status = 200, description = "The languages (empty before the first self-check)", body = LanguageList),
         (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody,
@@ -381,13 +378,13 @@ async fn health(State(state): State<AppState>) -> Response {
         (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
     )
 )]
-async fn languages(State(state): State<AppState>) -> Response {
-    let langs = state
+async fn languages(State(state): State<AppState>) -> Json<LanguageList> {
+    let languages = state
         .engine
         .health()
-        .map(|h| h.languages)
+        .map(|h| h.languages.into_iter().map(Into::into).collect())
         .unwrap_or_default();
-    Json(json!({ "languages": langs })).into_response()
+    Json(LanguageList { languages })
 }
 
 /// Name, version, backend, languages and the list of endpoints.
@@ -397,7 +394,7 @@ async fn languages(State(state): State<AppState>) -> Response {
     tag = "service",
     security((), ("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "The service document", body = serde_json::Value),
+        (status = 200, description = "The service document", body = ServiceInfo),
         (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody,
@@ -405,23 +402,27 @@ async fn languages(State(state): State<AppState>) -> Response {
         (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
     )
 )]
-async fn index(State(state): State<AppState>) -> Response {
-    Json(json!({
-        "name": "coderun",
-        "version": env!("CARGO_PKG_VERSION"),
-        "description": "Secure code execution: Python, TypeScript and Rust in a native Linux sandbox",
-        "backend": state.engine.backend_name(),
-        "languages": state.engine.language_names(),
-        "endpoints": {
-            "POST /execute": "run a program: {code, language, timeout?, stdin?, args?, files?, memory_mb?, max_processes?, max_output_bytes?, typecheck?}",
-            "GET /health": "readiness: sandbox self-check and language availability",
-            "GET /livez": "liveness: the process answers",
-            "GET /metrics": "Prometheus metrics",
-            "GET /languages": "languages with aliases and versions",
-            "GET /openapi.json": "OpenAPI 3 description of this API",
-            "GET /docs": "interactive API docs (Swagger UI, rendering /openapi.json)",
-            "GET /": "this document",
-        },
-    }))
-    .into_response()
+async fn index(State(state): State<AppState>) -> Json<ServiceInfo> {
+    let endpoints = [
+        ("POST /execute", "run a program: {code, language, timeout?, stdin?, args?, files?, memory_mb?, max_processes?, max_output_bytes?, typecheck?}"),
+        ("GET /health", "readiness: sandbox self-check and language availability"),
+        ("GET /livez", "liveness: the process answers"),
+        ("GET /metrics", "Prometheus metrics"),
+        ("GET /languages", "languages with aliases and versions"),
+        ("GET /openapi.json", "OpenAPI 3 description of this API"),
+        ("GET /docs", "interactive API docs (Swagger UI, rendering /openapi.json)"),
+        ("GET /", "this document"),
+    ];
+    Json(ServiceInfo {
+        name: "coderun".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        description: "Secure code execution: Python, TypeScript and Rust in a native Linux sandbox"
+            .into(),
+        backend: state.engine.backend_name().into(),
+        languages: state.engine.language_names(),
+        endpoints: endpoints
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    })
 }

@@ -15,7 +15,11 @@ use utoipa::openapi::{ObjectBuilder, RefOr, Type};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
-use crate::types::{ExecuteBody, ExecuteResponse, FileBody, RunStatus};
+use crate::types::{
+    ExecuteBody, ExecuteResponse, FileBody, HealthBody, HealthNotReady, HealthReport, HealthStatus,
+    LanguageInfo, LanguageList, LiveStatus, Liveness, NotReadyStatus, RunStatus, SandboxCheck,
+    ServiceInfo,
+};
 use crate::ApiError;
 
 #[derive(OpenApi)]
@@ -39,7 +43,28 @@ use crate::ApiError;
         docs_index,
         docs_asset,
     ),
-    components(schemas(ExecuteBody, FileBody, ExecuteResponse, RunStatus, ErrorBody)),
+    components(schemas(
+        ExecuteBody,
+        FileBody,
+        ExecuteResponse,
+        RunStatus,
+        ErrorBody,
+        Liveness,
+        LiveStatus,
+        LanguageList,
+        LanguageInfo,
+        HealthBody,
+        HealthReport,
+        HealthStatus,
+        SandboxCheck,
+        HealthNotReady,
+        NotReadyStatus,
+        ServiceInfo,
+        OpenApiDocument,
+        OpenApiInfo,
+        OpenApiLicense,
+        OpenApiTag,
+    )),
     modifiers(&Common),
     tags(
         (name = "execute", description = "Run programs"),
@@ -100,6 +125,57 @@ impl Modify for Common {
     }
 }
 
+/// What `GET /openapi.json` answers: this API's OpenAPI 3.1 document. Only its top level is
+/// described here; what lies below `paths` and `components` is defined by the OpenAPI 3.1
+/// specification (https://spec.openapis.org/oas/v3.1.0).
+// Documentation only: the body is utoipa's serialisation of `ApiDoc`, checked against this
+// schema by the API suite (tests/api/openapi.rs).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct OpenApiDocument {
+    /// The OpenAPI version, `3.1.0`.
+    openapi: String,
+    info: OpenApiInfo,
+    /// Operations by path, as the OpenAPI specification defines them.
+    #[schema(value_type = Object)]
+    paths: (),
+    /// Schemas and security schemes, as the OpenAPI specification defines them.
+    #[schema(value_type = Object)]
+    components: (),
+    tags: Vec<OpenApiTag>,
+}
+
+/// The document's `info`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct OpenApiInfo {
+    /// `coderun`.
+    title: String,
+    /// coderun's version.
+    version: String,
+    description: Option<String>,
+    license: Option<OpenApiLicense>,
+}
+
+/// The license of this API.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct OpenApiLicense {
+    /// E.g. `Apache-2.0`.
+    name: String,
+    /// SPDX identifier.
+    identifier: Option<String>,
+    url: Option<String>,
+}
+
+/// A group of operations.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct OpenApiTag {
+    name: String,
+    description: Option<String>,
+}
+
 /// The spec as JSON text, built once.
 pub fn spec_json() -> &'static str {
     static SPEC: OnceLock<String> = OnceLock::new();
@@ -117,7 +193,7 @@ pub fn spec_json() -> &'static str {
     tag = "docs",
     security((), ("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "The OpenAPI 3 document", content_type = "application/json", body = serde_json::Value),
+        (status = 200, description = "The OpenAPI 3 document", content_type = "application/json", body = OpenApiDocument),
         (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody,
@@ -161,6 +237,7 @@ pub(crate) async fn docs_redirect() -> Redirect {
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "The page cannot be rendered (`internal_error`)", body = ErrorBody),
         (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
     )
 )]
@@ -176,12 +253,13 @@ pub(crate) async fn docs_index() -> Response {
     params(("file" = String, Path, description = "Asset name, e.g. `swagger-ui.css`")),
     security((), ("bearer" = []), ("api_key" = [])),
     responses(
-        (status = 200, description = "The asset", content_type = "application/octet-stream", body = String),
+        (status = 200, description = "The asset, with its own content type (JavaScript, CSS, PNG, HTML)", content_type = "*/*", body = String),
         (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 404, description = "No such asset", body = ErrorBody),
         (status = 429, description = "Rate limit exceeded", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "The asset cannot be rendered (`internal_error`)", body = ErrorBody),
         (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
     )
 )]

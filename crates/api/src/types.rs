@@ -1,9 +1,13 @@
-//! Request and response bodies of `POST /execute`.
+//! Request and response bodies: `POST /execute`'s, and the service routes' (`GET /health`,
+//! `/livez`, `/languages`, `/`). Each handler serializes exactly these types, and the OpenAPI
+//! document is generated from them, so the spec and the bodies cannot drift apart.
 //!
 //! The original service's shape (`code`, `language`, `timeout` in; `output`, `error`,
 //! `execution_time`, `success` out) is kept as it was; every other field is added beside it.
 
-use coderun_engine::{ExecuteRequest, Execution, Status};
+use std::collections::BTreeMap;
+
+use coderun_engine::{ExecuteRequest, Execution, LanguageHealth, Status};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -146,4 +150,157 @@ impl From<Execution> for ExecuteResponse {
             version: e.version,
         }
     }
+}
+
+/// `GET /livez`: the process answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Liveness {
+    pub status: LiveStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveStatus {
+    Alive,
+}
+
+/// One language as `GET /languages` and `GET /health` show it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"name": "python", "display_name": "Python", "aliases": ["py", "python3"],
+    "compiled": false, "available": true, "version": "Python 3.11.2", "error": null}))]
+pub struct LanguageInfo {
+    /// Canonical name (what `language` in `POST /execute` resolves to).
+    pub name: String,
+    pub display_name: String,
+    /// Other names accepted in `language`.
+    pub aliases: Vec<String>,
+    /// The program is compiled in a box of its own before it runs.
+    pub compiled: bool,
+    /// The language's runtime passed the last self-check.
+    pub available: bool,
+    /// The runtime's version line, e.g. `Python 3.11.2` (null when unavailable).
+    #[schema(required = true)]
+    pub version: Option<String>,
+    /// Why the language is unavailable (null when available).
+    #[schema(required = true)]
+    pub error: Option<String>,
+}
+
+impl From<LanguageHealth> for LanguageInfo {
+    fn from(l: LanguageHealth) -> LanguageInfo {
+        LanguageInfo {
+            name: l.name,
+            display_name: l.display_name,
+            aliases: l.aliases,
+            compiled: l.compiled,
+            available: l.available,
+            version: l.version,
+            error: l.error,
+        }
+    }
+}
+
+/// `GET /languages`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LanguageList {
+    /// Empty until the first self-check has finished.
+    pub languages: Vec<LanguageInfo>,
+}
+
+/// `GET /health` once a self-check has run: 200 when `healthy`, 503 when `unhealthy`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "status": "healthy", "backend": "linux", "sandbox": {"ok": true, "error": null},
+    "checked_at": 1_700_000_000, "running": 0, "queued": 0, "pools": {"python/run": 2},
+    "languages": [{"name": "python", "display_name": "Python", "aliases": ["py", "python3"],
+        "compiled": false, "available": true, "version": "Python 3.11.2", "error": null}]
+}))]
+pub struct HealthReport {
+    pub status: HealthStatus,
+    /// Sandbox backend, e.g. `linux`.
+    pub backend: String,
+    pub sandbox: SandboxCheck,
+    /// Unix seconds of the self-check reported.
+    pub checked_at: u64,
+    /// Programs running now.
+    pub running: u64,
+    /// Requests waiting for a run slot.
+    pub queued: u64,
+    /// Ready boxes per warm pool (`<language>/<step>`).
+    pub pools: BTreeMap<String, u64>,
+    pub languages: Vec<LanguageInfo>,
+}
+
+/// Verdict of a self-check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Healthy,
+    Unhealthy,
+}
+
+/// The sandbox part of the self-check.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SandboxCheck {
+    pub ok: bool,
+    /// Why the sandbox failed its check (null when `ok`).
+    #[schema(required = true)]
+    pub error: Option<String>,
+}
+
+/// `GET /health` while the server is not ready: `starting` (no self-check has finished yet)
+/// or `draining` (shutting down). Always 503.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"status": "draining", "backend": "linux", "running": 1, "queued": 0}))]
+pub struct HealthNotReady {
+    pub status: NotReadyStatus,
+    /// Sandbox backend, e.g. `linux`.
+    pub backend: String,
+    /// Programs running now.
+    pub running: u64,
+    /// Requests waiting for a run slot.
+    pub queued: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NotReadyStatus {
+    Starting,
+    Draining,
+}
+
+/// Any `GET /health` body: a self-check report (`healthy`/`unhealthy`) or not ready
+/// (`starting`/`draining`); `status` tells which.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum HealthBody {
+    Report(HealthReport),
+    NotReady(HealthNotReady),
+}
+
+impl HealthBody {
+    /// 200 when healthy, else 503.
+    pub fn http_status(&self) -> axum::http::StatusCode {
+        match self {
+            HealthBody::Report(r) if r.status == HealthStatus::Healthy => {
+                axum::http::StatusCode::OK
+            }
+            _ => axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// `GET /`: what this service is and where its endpoints are.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ServiceInfo {
+    /// Always `coderun`.
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// Sandbox backend, e.g. `linux`.
+    pub backend: String,
+    /// Canonical language names.
+    pub languages: Vec<String>,
+    /// `METHOD /path` to what it does.
+    pub endpoints: BTreeMap<String, String>,
 }
