@@ -27,6 +27,7 @@ fn wait_pools_full(s: &Server, size: u64) {
 fn corpus() -> Vec<(&'static str, Value)> {
     let py = |code: &str| json!({"language": "python", "code": code});
     let ts = |code: &str| json!({"language": "typescript", "code": code});
+    let rs = |code: &str| json!({"language": "rust", "code": code});
     vec![
         ("py hello", py("print('hello')")),
         ("py name argv file path", json!({"language": "python", "args": ["a", "b c"],
@@ -74,6 +75,28 @@ fn corpus() -> Vec<(&'static str, Value)> {
             "sys.stdout = W()\n",
         ))),
         ("py fds", py("import os\nprint(sorted(os.listdir('/proc/self/fd'))[:3], len(os.listdir('/proc/self/fd')))")),
+        // Rust's compile and run boxes are parked: set up ahead of time, the command and
+        // files (the source, then the binary) handed over and executed.
+        ("rs hello", rs("fn main() { println!(\"hello\"); }")),
+        ("rs argv, cwd, env, fds", json!({"language": "rust", "args": ["a b", "c"],
+            "code": concat!(
+                "fn main() {\n",
+                "    let fds = std::fs::read_dir(\"/proc/self/fd\").unwrap().count();\n",
+                "    let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();\n",
+                "    println!(\"{:?} {:?} {fds} {env:?}\", std::env::args().collect::<Vec<_>>(), std::env::current_dir().unwrap());\n",
+                "    let cmdline = std::fs::read(\"/proc/self/cmdline\").unwrap();\n",
+                "    println!(\"{:?} {:?}\", String::from_utf8_lossy(&cmdline), std::fs::read_link(\"/proc/self/exe\").unwrap());\n",
+                "}\n")})),
+        ("rs files beside the binary", json!({"language": "rust",
+            "files": [{"name": "data/in.txt", "content": "42\n"}],
+            "code": "fn main() { print!(\"{}\", std::fs::read_to_string(\"data/in.txt\").unwrap()); }"})),
+        ("rs panic", rs("fn main() { let v: Vec<u8> = Vec::new(); println!(\"before\"); let _ = v[3]; }")),
+        ("rs exit code", rs("fn main() { println!(\"out\"); std::process::exit(9); }")),
+        ("rs stdin", json!({"language": "rust", "stdin": "abc\n",
+            "code": "use std::io::Read;\nfn main() { let mut s = String::new(); std::io::stdin().read_to_string(&mut s).unwrap(); print!(\"{}\", s.to_uppercase()); }"})),
+        ("rs timeout", json!({"language": "rust", "timeout": 1, "code": "fn main() { loop { std::hint::spin_loop(); } }"})),
+        ("rs memory", rs("fn main() { let v = vec![1u8; 400 << 20]; println!(\"{}\", v.iter().map(|&b| b as u64).sum::<u64>()); }")),
+        ("rs compile error", rs("fn main() { let x: i32 = \"a\"; }")),
         ("ts hello", ts("console.log('hello')")),
         ("ts argv and main", json!({"language": "typescript", "args": ["x", "y"],
             "code": "console.log(process.argv.slice(2), require.main === module, __filename)"})),
@@ -131,8 +154,9 @@ fn mask_addresses(s: &str) -> String {
 
 #[test]
 fn pooled_and_fresh_boxes_give_identical_results() {
-    let fresh = Server::start_with("[engine]\npool_size = 0\n", &[]);
-    let pooled = Server::start_with("[engine]\npool_size = 2\n", &[]);
+    // No compile cache: every compile runs, in a parked compile box on the pooled server.
+    let fresh = Server::start_with("[engine]\npool_size = 0\ncompile_cache_mb = 0\n", &[]);
+    let pooled = Server::start_with("[engine]\npool_size = 2\ncompile_cache_mb = 0\n", &[]);
     let (_, h) = fresh.get("/health");
     assert_eq!(h["pools"], json!({}), "pool_size 0 creates no pools: {h}");
     let mut differences = Vec::new();

@@ -93,11 +93,14 @@ pub struct CompileDef {
 }
 
 /// A warm, single-use box: `command` starts ahead of time and waits on fd 3 for the
-/// program's files and arguments (see runners/). Used only when every runtime it needs is
-/// there.
+/// program's files and arguments (see runners/). Without a `command` the box is *parked*:
+/// set up and confined up to the exec, it is handed the step's own command and files (for
+/// steps with nothing to start early: a compiler, a compiled binary). Used only when every
+/// runtime it needs is there.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolDef {
+    #[serde(default)]
     pub command: Vec<String>,
     /// Runtimes mounted besides the step's own.
     #[serde(default)]
@@ -181,9 +184,14 @@ impl LanguageFile {
             .iter()
             .chain(self.compile.iter().flat_map(|c| c.pool.iter()));
         for pool in pools {
-            if pool.command.first().is_none_or(|c| !c.starts_with('/')) {
+            if pool.command.first().is_some_and(|c| !c.starts_with('/')) {
                 return Err(bad(
                     "pool.command must start with an absolute path inside the box".into(),
+                ));
+            }
+            if pool.command.is_empty() && pool.main.is_some() {
+                return Err(bad(
+                    "pool.main is for a runner (pool.command); a parked pool runs the step's command".into(),
                 ));
             }
             used.extend(pool.runtimes.iter());

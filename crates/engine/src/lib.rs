@@ -262,10 +262,15 @@ impl Engine {
         if engine.config.pool_size > 0 {
             let mut pools = BTreeMap::new();
             for lang in &engine.languages {
-                for (step, template, main) in pipeline::pool_templates(&engine, lang) {
-                    let name = format!("{}/{step}", lang.file.name);
-                    let pool =
-                        pool::Pool::new(name.clone(), template, main, engine.config.pool_size);
+                for t in pipeline::pool_templates(&engine, lang) {
+                    let name = format!("{}/{}", lang.file.name, t.step);
+                    let pool = pool::Pool::new(
+                        name.clone(),
+                        t.spec,
+                        t.main,
+                        t.parked,
+                        engine.config.pool_size,
+                    );
                     pools.insert(name, Arc::new(pool));
                 }
             }

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use coderun_sandbox::{
-    BoxSpec, FileSource, Handoff, InputFile, LimitHit, Limits, Outcome, OutputFile, RuntimeMount,
-    SandboxError,
+    BoxSpec, Exec, FileSource, Handoff, InputFile, LimitHit, Limits, Outcome, OutputFile,
+    RuntimeMount, SandboxError,
 };
 
 use crate::language::{OutputKind, RuntimeDef};
@@ -435,15 +435,29 @@ pub(crate) async fn execute(
             let pooled = if plan.typecheck {
                 None
             } else {
-                engine.pool(&file.name, "compile").and_then(|p| p.take())
+                engine
+                    .pool(&file.name, "compile")
+                    .and_then(|p| p.take().map(|ready| (p, ready)))
             };
             let out = match pooled {
-                Some(ready) => {
-                    let message = handoff_message(&file.source_file, &[], &plan.files)?;
+                Some((pool, ready)) => {
+                    let (message, exec) = if pool.parked {
+                        let files = plan.files.clone();
+                        (
+                            String::new(),
+                            Some(Exec {
+                                argv: spec.argv.clone(),
+                                files,
+                            }),
+                        )
+                    } else {
+                        (handoff_message(&file.source_file, &[], &plan.files)?, None)
+                    };
                     let out = ready
                         .prepared
                         .start(Handoff {
                             message,
+                            exec,
                             stdin: Vec::new(),
                             wall_time_ms: plan.compile_limits.wall_time_ms,
                             cpu_time_ms: plan.compile_limits.cpu_time_ms,
@@ -527,20 +541,34 @@ pub(crate) async fn execute(
         _artifact = artifact;
     }
     let pool = engine.pool(&file.name, "run").filter(|p| {
+        // A runner takes its files as text; a parked box takes any file.
         same_box_limits(&p.limits, &plan.run_limits)
-            && run_files
-                .iter()
-                .all(|f| matches!(f.source, FileSource::Inline(_)))
+            && (p.parked
+                || run_files
+                    .iter()
+                    .all(|f| matches!(f.source, FileSource::Inline(_))))
     });
     let taken = pool.and_then(|p| p.take().map(|ready| (p, ready)));
     let pooled = taken.is_some();
     let out = match taken {
         Some((pool, ready)) => {
-            let message = handoff_message(&pool.main, &plan.args, &run_files)?;
+            let (message, exec) = if pool.parked {
+                let argv = expand(&file.run.command, &file.source_file, &plan.args, &[]);
+                (
+                    String::new(),
+                    Some(Exec {
+                        argv,
+                        files: run_files,
+                    }),
+                )
+            } else {
+                (handoff_message(&pool.main, &plan.args, &run_files)?, None)
+            };
             ready
                 .prepared
                 .start(Handoff {
                     message,
+                    exec,
                     stdin: plan.stdin,
                     wall_time_ms: plan.run_limits.wall_time_ms,
                     cpu_time_ms: plan.run_limits.cpu_time_ms,
@@ -621,12 +649,19 @@ fn pool_mounts(
     Ok(mounts)
 }
 
-/// The pool templates of a language: (step, the box every member is made from, the runner's
-/// main file). Steps whose runtimes are missing have no pool.
-pub(crate) fn pool_templates(
-    engine: &Engine,
-    lang: &Language,
-) -> Vec<(&'static str, BoxSpec, String)> {
+/// One pool of a language: the box every member is made from, and how it is handed a
+/// program.
+pub(crate) struct PoolTemplate {
+    pub step: &'static str,
+    pub spec: BoxSpec,
+    /// The file the runner runs (runner pools).
+    pub main: String,
+    /// Parked: no runner; the hand-off executes the step's own command.
+    pub parked: bool,
+}
+
+/// The pool templates of a language. Steps whose runtimes are missing have no pool.
+pub(crate) fn pool_templates(engine: &Engine, lang: &Language) -> Vec<PoolTemplate> {
     let file = &lang.file;
     let defaults = ExecuteRequest {
         language: file.name.clone(),
@@ -635,52 +670,59 @@ pub(crate) fn pool_templates(
     let Ok(plan) = plan(engine, lang, &defaults) else {
         return Vec::new();
     };
+    let run = file.run.pool.as_ref().map(|pool| {
+        let step = (&file.run.command, &file.run.runtimes, &file.run.env);
+        ("run", pool, step, plan.run_limits.clone(), None)
+    });
+    let compile = file.compile.as_ref().and_then(|compile| {
+        let pool = compile.pool.as_ref()?;
+        let step = (&compile.command, &compile.runtimes, &compile.env);
+        let collect = OutputFile {
+            path: compile.output.clone(),
+            host_path: std::path::PathBuf::new(),
+            max_bytes: engine.config.compile_output_bytes,
+        };
+        Some((
+            "compile",
+            pool,
+            step,
+            plan.compile_limits.clone(),
+            Some(collect),
+        ))
+    });
     let mut out = Vec::new();
-    if let Some(pool) = &file.run.pool {
+    for (step, pool, (command, runtimes, step_env), limits, collect) in
+        run.into_iter().chain(compile)
+    {
         // The step's own runtimes as the step mounts them (a missing optional one, like the
         // type checker, is left out); the pool's runner runtimes must all be there.
-        if let Ok(mounts) = pool_mounts(lang, &file.run.runtimes, &pool.runtimes) {
-            out.push((
-                "run",
-                BoxSpec {
-                    label: format!("{}-run-pooled", file.name),
-                    argv: expand(&pool.command, &file.source_file, &[], &[]),
-                    env: env(&file.run.env),
-                    mounts,
-                    files: Vec::new(),
-                    stdin: Vec::new(),
-                    limits: plan.run_limits.clone(),
-                    collect: None,
-                },
-                pool.main
-                    .clone()
-                    .unwrap_or_else(|| file.source_file.clone()),
-            ));
-        }
-    }
-    if let Some(compile) = &file.compile {
-        if let Some(pool) = &compile.pool {
-            if let Ok(mounts) = pool_mounts(lang, &compile.runtimes, &pool.runtimes) {
-                out.push((
-                    "compile",
-                    BoxSpec {
-                        label: format!("{}-compile-pooled", file.name),
-                        argv: pool.command.clone(),
-                        env: env(&compile.env),
-                        mounts,
-                        files: Vec::new(),
-                        stdin: Vec::new(),
-                        limits: plan.compile_limits.clone(),
-                        collect: Some(OutputFile {
-                            path: compile.output.clone(),
-                            host_path: std::path::PathBuf::new(),
-                            max_bytes: engine.config.compile_output_bytes,
-                        }),
-                    },
-                    file.source_file.clone(),
-                ));
-            }
-        }
+        let Ok(mounts) = pool_mounts(lang, runtimes, &pool.runtimes) else {
+            continue;
+        };
+        let parked = pool.command.is_empty();
+        let argv = if parked {
+            expand(command, &file.source_file, &[], &[])
+        } else {
+            expand(&pool.command, &file.source_file, &[], &[])
+        };
+        out.push(PoolTemplate {
+            step,
+            spec: BoxSpec {
+                label: format!("{}-{step}-pooled", file.name),
+                argv,
+                env: env(step_env),
+                mounts,
+                files: Vec::new(),
+                stdin: Vec::new(),
+                limits,
+                collect,
+            },
+            main: pool
+                .main
+                .clone()
+                .unwrap_or_else(|| file.source_file.clone()),
+            parked,
+        });
     }
     out
 }

@@ -1,9 +1,10 @@
 //! Warm pools of single-use boxes.
 //!
 //! For each language step that has a `pool` in its language file (Python's run, TypeScript's
-//! compile and run), up to `pool_size` boxes are kept fully set up — namespaces, root,
-//! cgroup, seccomp — with the runtime already started inside the box's own cgroup and waiting
-//! on fd 3 for a program. A request takes one, hands it the program, and the pool refills in
+//! compile and run, Rust's compile and run), up to `pool_size` boxes are kept fully set up —
+//! namespaces, root, cgroup, seccomp — with the runtime already started inside the box's own
+//! cgroup and waiting on fd 3 for a program, or (a parked pool, for steps with no runtime to
+//! start early) with the program's process confined and waiting just before its exec. A request takes one, hands it the program, and the pool refills in
 //! the background. A box is never reused, and no interpreter is ever forked from another
 //! (every box starts its own runtime: no shared random state between runs). An idle pool
 //! costs memory, not CPU: its runtimes block in `read(3)`.
@@ -30,6 +31,8 @@ pub(crate) struct Pool {
     pub limits: Limits,
     /// The file the runner runs.
     pub main: String,
+    /// Parked boxes (no runner): the hand-off names the command to execute.
+    pub parked: bool,
     size: usize,
     ready: Mutex<VecDeque<Ready>>,
     wake: Notify,
@@ -38,12 +41,13 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub fn new(name: String, template: BoxSpec, main: String, size: usize) -> Pool {
+    pub fn new(name: String, template: BoxSpec, main: String, parked: bool, size: usize) -> Pool {
         Pool {
             name,
             limits: template.limits.clone(),
             template,
             main,
+            parked,
             size,
             ready: Mutex::new(VecDeque::new()),
             wake: Notify::new(),
@@ -107,7 +111,12 @@ impl Pool {
                     c.host_path = artifact();
                     c.host_path.clone()
                 });
-                match backend.prepare(spec).await {
+                let prepared = if pool.parked {
+                    backend.park(spec).await
+                } else {
+                    backend.prepare(spec).await
+                };
+                match prepared {
                     Ok(prepared) => {
                         failures = 0;
                         pool.lock().push_back(Ready {

@@ -39,6 +39,7 @@ use coderun_sandbox::Termination;
 use serde::{Deserialize, Serialize};
 
 use crate::files::{self, Content};
+use crate::protocol::{self, ExecHeader};
 use crate::rlimit::Rlimits;
 use crate::rootfs::{self, RootPlan};
 use crate::seccomp::Filter;
@@ -67,6 +68,9 @@ pub struct Plan {
     /// A pooled box: the read end of the hand-off pipe, fd 3 of the program (a runner that
     /// waits there for the real program). Closed by the runner before user code runs.
     pub handoff: Option<RawFd>,
+    /// A parked box: with `handoff`, the program's process stops before step h and reads
+    /// its program from fd 3 (see [`park`]).
+    pub park: bool,
     /// Init reads one byte here once the helper has written the id maps and cgroup.
     pub go: RawFd,
     /// Init writes its [`InitMessage`]s here.
@@ -78,6 +82,8 @@ pub struct Plan {
 pub enum InitMessage {
     /// The program's execve succeeded: its wall clock starts now.
     Started,
+    /// A parked box's program process is confined and waits for its program on fd 3.
+    Parked,
     /// The program is over (every process of the box is dead).
     Finished {
         termination: Termination,
@@ -172,10 +178,15 @@ pub fn init_main(plan: Plan) -> ! {
     for fd in plan.stdio.into_iter().chain(plan.handoff) {
         close(fd);
     }
-    // The exec pipe closes without data on a successful exec (it is close-on-exec).
+    // The exec pipe closes without data on a successful exec (it is close-on-exec). A parked
+    // process first writes PARKED there, then waits for its program.
     let mut errno = [0u8; 4];
+    let mut exec_failed = matches!(sys::read_full(exec_r, &mut errno), Ok(4));
+    if exec_failed && errno == PARKED {
+        send(r, &InitMessage::Parked);
+        exec_failed = matches!(sys::read_full(exec_r, &mut errno), Ok(4));
+    }
     let started = sys::monotonic_us();
-    let exec_failed = matches!(sys::read_full(exec_r, &mut errno), Ok(4));
     close(exec_r);
     if exec_failed {
         let err = io::Error::from_raw_os_error(i32::from_ne_bytes(errno));
@@ -212,6 +223,9 @@ pub fn init_main(plan: Plan) -> ! {
     // SAFETY: plain process exit; the kernel tears the namespaces down.
     unsafe { libc::_exit(0) }
 }
+
+/// What a parked process writes on the exec-status pipe once it waits (never an errno).
+const PARKED: [u8; 4] = [0xff; 4];
 
 /// Reaps children until `main` exits; orphans re-parented to init are reaped on the way.
 fn wait_for(main: libc::pid_t) -> Termination {
@@ -337,7 +351,17 @@ fn program_exec(plan: &Plan, exec_err: RawFd) -> ! {
     if unsafe { libc::chdir(c"/work".as_ptr()) } == -1 {
         fail(io::Error::last_os_error());
     }
-    let mut argv: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
+    let parked_argv;
+    let argv = if plan.park {
+        if sys::write_all(err_fd, &PARKED).is_err() {
+            die();
+        }
+        parked_argv = park().unwrap_or_else(|e| fail(e));
+        &parked_argv
+    } else {
+        &plan.argv
+    };
+    let mut argv: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let mut envp: Vec<*const libc::c_char> = plan.envp.iter().map(|a| a.as_ptr()).collect();
     envp.push(std::ptr::null());
@@ -345,4 +369,34 @@ fn program_exec(plan: &Plan, exec_err: RawFd) -> ! {
     // until execve replaces the process image.
     unsafe { libc::execve(argv[0], argv.as_ptr(), envp.as_ptr()) };
     fail(io::Error::last_os_error())
+}
+
+/// A parked process (fully confined, in /work, uid 1000) waits for its program: an
+/// [`ExecHeader`] frame on fd 3 and a frame per file, which it writes into /work as the
+/// program's own files (beneath /work, never through a symlink). Returns the argv to execute.
+fn park() -> io::Result<Vec<CString>> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 3 is the hand-off pipe, ours alone (dup2'd in step a); File closes it.
+    let mut handoff = unsafe { File::from_raw_fd(3) };
+    let header = protocol::read_frame(&mut handoff)?;
+    let header: ExecHeader = serde_json::from_slice(&header)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let work = File::open(".")?;
+    for (path, executable) in &header.files {
+        let bytes = protocol::read_frame(&mut handoff)?;
+        files::write_input(work.as_raw_fd(), path, Content::Bytes(&bytes), *executable)?;
+    }
+    drop(handoff);
+    header
+        .argv
+        .into_iter()
+        .map(|a| CString::new(a).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL)))
+        .collect::<io::Result<Vec<_>>>()
+        .and_then(|argv| {
+            if argv.is_empty() {
+                Err(io::Error::from_raw_os_error(libc::EINVAL))
+            } else {
+                Ok(argv)
+            }
+        })
 }

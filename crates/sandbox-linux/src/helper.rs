@@ -25,7 +25,7 @@ use coderun_sandbox::{FileSource, LimitHit, Termination};
 
 use crate::cgroup::{BoxCgroup, CgroupLimits};
 use crate::confine::{self, InitMessage, InputContent, Plan};
-use crate::protocol::{self, Handoff, Report, ReportError, ReportOutcome, Request};
+use crate::protocol::{self, ExecHeader, Handoff, Report, ReportError, ReportOutcome, Request};
 use crate::rlimit::Rlimits;
 use crate::rootfs::RootPlan;
 use crate::sys::{self, close, cvt};
@@ -257,6 +257,7 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
         filter,
         stdio: [stdin_r, stdout_w, stderr_w],
         handoff: handoff.map(|(r, _)| r),
+        park: req.pooled && req.parked,
         go: go_r,
         report: report_w,
     };
@@ -308,7 +309,7 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
     let already_started = match handoff_w {
         None => false,
         Some(handoff_w) => {
-            wait_started(&report_r)?;
+            wait_started(&report_r, req.parked)?;
             let mut out = io::stdout().lock();
             protocol::write_frame(&mut out, br#"{"ready":true}"#)
                 .and_then(|_| out.flush())
@@ -328,7 +329,20 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
                     .map_err(|e| fail_msg("cgroup (foreground weight)", e))?;
             }
             // The runner reads to EOF; a runner that died meanwhile shows up as its exit.
-            let _ = sys::write_all(handoff_w.as_raw_fd(), handoff.message.as_bytes());
+            match (&handoff.exec, req.parked) {
+                (Some(exec), true) => {
+                    let _ = send_exec(handoff_w.as_raw_fd(), exec)?;
+                }
+                (None, false) => {
+                    let _ = sys::write_all(handoff_w.as_raw_fd(), handoff.message.as_bytes());
+                }
+                _ => {
+                    return Err(fail_msg(
+                        "hand-off",
+                        "a parked box needs a program to execute, a runner box a message",
+                    ))
+                }
+            }
             drop(handoff_w);
             true
         }
@@ -445,8 +459,48 @@ impl Stream {
     }
 }
 
-/// Waits (up to the set-up timeout) for init's first message: the runner's exec.
-fn wait_started(report_r: &OwnedFd) -> Result<(), ReportError> {
+/// Sends a parked process its program: the header frame, then each file's bytes. Host files
+/// are opened here without following a symlink, as for a fresh box. A failed write means the
+/// parked process died: that shows up as its exit, so only a bad input file is an error.
+fn send_exec(fd: RawFd, exec: &coderun_sandbox::Exec) -> Result<io::Result<()>, ReportError> {
+    let mut frames = Vec::new();
+    let header = ExecHeader {
+        argv: exec.argv.clone(),
+        files: exec
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.executable))
+            .collect(),
+    };
+    for f in &exec.files {
+        files::validate_relative(&f.path).map_err(|m| fail_msg("spec", m))?;
+    }
+    let header = serde_json::to_vec(&header).map_err(|e| fail_msg("hand-off", e))?;
+    protocol::write_frame(&mut frames, &header).map_err(fail("hand-off"))?;
+    for f in &exec.files {
+        match &f.source {
+            FileSource::Inline(s) => protocol::write_frame(&mut frames, s.as_bytes()),
+            FileSource::Host(path) => {
+                let bytes = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                    .open(path)
+                    .and_then(|mut file| {
+                        let mut bytes = Vec::new();
+                        io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
+                    })
+                    .map_err(fail("open host input file"))?;
+                protocol::write_frame(&mut frames, &bytes)
+            }
+        }
+        .map_err(fail("hand-off"))?;
+    }
+    Ok(sys::write_all(fd, &frames))
+}
+
+/// Waits (up to the set-up timeout) for init's first message: the runner's exec, or for a
+/// parked box, its program process waiting at the exec.
+fn wait_started(report_r: &OwnedFd, parked: bool) -> Result<(), ReportError> {
     let deadline = sys::monotonic_us() + SETUP_TIMEOUT_US;
     let mut line = Vec::new();
     let mut byte = [0u8; 1];
@@ -476,7 +530,8 @@ fn wait_started(report_r: &OwnedFd) -> Result<(), ReportError> {
         line.push(byte[0]);
     }
     match serde_json::from_slice::<InitMessage>(&line) {
-        Ok(InitMessage::Started) => Ok(()),
+        Ok(InitMessage::Started) if !parked => Ok(()),
+        Ok(InitMessage::Parked) if parked => Ok(()),
         Ok(InitMessage::Failed { step, message }) => Err(ReportError { step, message }),
         other => Err(fail_msg(
             "set-up",
@@ -666,7 +721,7 @@ fn supervise(
             }) => {
                 finished = Some((termination, wall_time_us, collected));
             }
-            Ok(InitMessage::Started) => {}
+            Ok(InitMessage::Started | InitMessage::Parked) => {}
             Err(e) => return Err(fail_msg("init report", e)),
         }
     }

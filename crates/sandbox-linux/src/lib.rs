@@ -187,7 +187,7 @@ impl LinuxBackend {
 
     async fn run_box(&self, spec: BoxSpec) -> Result<Outcome, SandboxError> {
         let stdin = spec.stdin.clone();
-        let helper = self.spawn_helper(spec, false).await?;
+        let helper = self.spawn_helper(spec, Mode::Fresh).await?;
         let mut input = Vec::with_capacity(stdin.len() + 8);
         protocol::write_frame(&mut input, &stdin)?;
         helper.finish(input).await
@@ -195,7 +195,8 @@ impl LinuxBackend {
 
     /// Starts a helper for `spec` and sends it the request (a pooled box also gets its empty
     /// stdin frame and is waited for until it reports ready).
-    async fn spawn_helper(&self, spec: BoxSpec, pooled: bool) -> Result<Helper, SandboxError> {
+    async fn spawn_helper(&self, spec: BoxSpec, mode: Mode) -> Result<Helper, SandboxError> {
+        let pooled = mode != Mode::Fresh;
         if spec.argv.is_empty() {
             return Err(SandboxError::InvalidSpec("argv is empty".into()));
         }
@@ -227,6 +228,7 @@ impl LinuxBackend {
             mounts,
             seccomp_policy: self.config.seccomp_policy.clone(),
             pooled,
+            parked: mode == Mode::Parked,
         };
         let header =
             serde_json::to_vec(&request).map_err(|e| SandboxError::Helper(e.to_string()))?;
@@ -278,6 +280,17 @@ impl LinuxBackend {
         }
         Ok(helper)
     }
+}
+
+/// What a helper is started for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Run the spec's program now.
+    Fresh,
+    /// Start the spec's program (a runner) now, then wait for a hand-off.
+    Runner,
+    /// Confine a process up to its exec, then wait for a hand-off naming the program.
+    Parked,
 }
 
 /// A running box helper, talked to over its stdin/stdout.
@@ -485,6 +498,7 @@ impl PreparedBox for Helper {
         Box::pin(async move {
             let header = serde_json::to_vec(&protocol::Handoff {
                 message: handoff.message,
+                exec: handoff.exec,
                 wall_time_ms: handoff.wall_time_ms,
                 cpu_time_ms: handoff.cpu_time_ms,
                 output_bytes: handoff.output_bytes,
@@ -553,7 +567,14 @@ impl Backend for LinuxBackend {
 
     fn prepare(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Box<dyn PreparedBox>, SandboxError>> {
         Box::pin(async move {
-            let helper = self.spawn_helper(spec, true).await?;
+            let helper = self.spawn_helper(spec, Mode::Runner).await?;
+            Ok(Box::new(helper) as Box<dyn PreparedBox>)
+        })
+    }
+
+    fn park(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Box<dyn PreparedBox>, SandboxError>> {
+        Box::pin(async move {
+            let helper = self.spawn_helper(spec, Mode::Parked).await?;
             Ok(Box::new(helper) as Box<dyn PreparedBox>)
         })
     }

@@ -42,6 +42,10 @@ pub struct Request {
     /// then wait for a [`Handoff`] and the program's stdin.
     #[serde(default)]
     pub pooled: bool,
+    /// With `pooled`: park the program's process just before its exec; the hand-off's
+    /// [`Handoff::exec`] says what to execute.
+    #[serde(default)]
+    pub parked: bool,
 }
 
 /// What a pooled box receives when a request takes it.
@@ -49,9 +53,21 @@ pub struct Request {
 pub struct Handoff {
     /// Passed verbatim to the runner on its fd 3 (JSON text the runner understands).
     pub message: String,
+    /// A parked box's program: the helper sends it to the parked process as an
+    /// [`ExecHeader`] frame and one frame per file (host files read by the helper).
+    #[serde(default)]
+    pub exec: Option<coderun_sandbox::Exec>,
     pub wall_time_ms: u64,
     pub cpu_time_ms: u64,
     pub output_bytes: u64,
+}
+
+/// First frame the parked process reads on its fd 3; a content frame per file follows.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ExecHeader {
+    pub argv: Vec<String>,
+    /// (path in /work, executable)
+    pub files: Vec<(String, bool)>,
 }
 
 /// What the helper answers: either the program's outcome or why the box failed.

@@ -225,14 +225,24 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handoff {
     /// Bytes for the box's runner (its fd 3): the program's files and arguments, in the
-    /// runner's own format.
+    /// runner's own format. Empty for a parked box.
     pub message: String,
+    /// For a parked box (see [`Backend::park`]): the program to execute and its files.
+    pub exec: Option<Exec>,
     pub stdin: Vec<u8>,
     /// Limits enforced from the hand-off on (the box's memory, process and disk limits were
     /// fixed when it was prepared).
     pub wall_time_ms: u64,
     pub cpu_time_ms: u64,
     pub output_bytes: u64,
+}
+
+/// The program a parked box executes: written into its work dir, then `argv` is executed
+/// as a fresh box would.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exec {
+    pub argv: Vec<String>,
+    pub files: Vec<InputFile>,
 }
 
 /// A box set up ahead of time with its runtime started and waiting; used once.
@@ -263,6 +273,20 @@ pub trait Backend: Send + Sync + 'static {
         Box::pin(async {
             Err(SandboxError::InvalidSpec(format!(
                 "backend {} has no pool",
+                self.name()
+            )))
+        })
+    }
+
+    /// Sets a box up ahead of time, confined all the way to the exec, and parks it there
+    /// (`spec.argv` and `spec.files` are not used): the hand-off's [`Exec`] names the program
+    /// and its files. For steps with no runtime to start early (a compiler, a compiled
+    /// binary). Backends that cannot do this answer an error, and callers run unpooled.
+    fn park(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Box<dyn PreparedBox>, SandboxError>> {
+        let _ = spec;
+        Box::pin(async {
+            Err(SandboxError::InvalidSpec(format!(
+                "backend {} cannot park boxes",
                 self.name()
             )))
         })
