@@ -22,6 +22,9 @@
 //!                                                   │                                     f no_new_privs
 //!                                                   │                                     g seccomp (last: it denies what a–f use)
 //!                                                   │                                     h chdir /work, execve
+//!                                                   │                                       (a parked box's process first
+//!                                                   │                                       reads its command and files
+//!                                                   │                                       on fd 3 and writes the files)
 //!                                                   │ 9 report exec, reap every child
 //!                                                   │ 10 main exited: kill(-1), reap all
 //!                                                   │ 11 copy out the collected file
