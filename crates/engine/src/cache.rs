@@ -12,6 +12,7 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
@@ -19,6 +20,10 @@ use sha2::{Digest, Sha256};
 pub struct CompileCache {
     dir: PathBuf,
     max_bytes: u64,
+    /// What this process believes the dir holds: the scan at open plus every put since. A
+    /// put scans the dir (the truth, other servers' entries included) only when this passes
+    /// `max_bytes`, so a put costs two small writes, not a stat of every entry.
+    estimate: AtomicU64,
 }
 
 /// A cached compile: the compiler's output text (warnings).
@@ -29,7 +34,13 @@ pub struct Hit {
 impl CompileCache {
     pub fn open(dir: PathBuf, max_bytes: u64) -> io::Result<CompileCache> {
         fs::create_dir_all(&dir)?;
-        Ok(CompileCache { dir, max_bytes })
+        let cache = CompileCache {
+            dir,
+            max_bytes,
+            estimate: AtomicU64::new(0),
+        };
+        cache.evict();
+        Ok(cache)
     }
 
     /// The key of a compile: every part is length-prefixed so no two inputs collide by
@@ -78,13 +89,17 @@ impl CompileCache {
         fs::write(&tmp_out, compile_output)?;
         fs::rename(&tmp_out, &out)?;
         let tmp_bin = tmp("bin");
-        fs::copy(artefact, &tmp_bin)?;
+        let len = fs::copy(artefact, &tmp_bin)?;
         fs::rename(&tmp_bin, &bin)?;
-        self.evict();
+        let added = len + compile_output.len() as u64;
+        if self.estimate.fetch_add(added, Ordering::Relaxed) + added > self.max_bytes {
+            self.evict();
+        }
         Ok(())
     }
 
-    /// Removes least recently used entries until the total is under the cap.
+    /// Removes least recently used entries until the total is under the cap, and records
+    /// the total left.
     fn evict(&self) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
@@ -103,9 +118,16 @@ impl CompileCache {
                 ));
             }
         }
+        if total <= self.max_bytes {
+            self.estimate.store(total, Ordering::Relaxed);
+            return;
+        }
         bins.sort();
+        // Down to 90% of the cap, so a full cache is scanned once per tenth of its size put,
+        // not on every put.
+        let low_water = self.max_bytes / 10 * 9;
         for (_, len, bin) in bins {
-            if total <= self.max_bytes {
+            if total <= low_water {
                 break;
             }
             let out = bin.with_extension("out");
@@ -118,6 +140,7 @@ impl CompileCache {
                 total = total.saturating_sub(out_len);
             }
         }
+        self.estimate.store(total, Ordering::Relaxed);
     }
 }
 
@@ -132,6 +155,25 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a, CompileCache::key([&b"ab"[..], b"c"]));
         assert_eq!(a.len(), 64);
+    }
+
+    #[test]
+    fn a_second_server_on_the_dir_counts_the_first_ones_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = tempfile::tempdir().unwrap();
+        let art = scratch.path().join("art");
+        fs::write(&art, vec![1u8; 1000]).unwrap();
+        let a = CompileCache::open(dir.path().join("c"), 2500).unwrap();
+        a.put("k1", &art, "").unwrap();
+        a.put("k2", &art, "").unwrap();
+        let b = CompileCache::open(dir.path().join("c"), 2500).unwrap();
+        b.put("k3", &art, "").unwrap();
+        let total: u64 = fs::read_dir(dir.path().join("c"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum();
+        assert!(total <= 2250, "evicted down to 90% of the cap: {total}");
+        assert!(b.get("k3", &scratch.path().join("h3")).is_some());
     }
 
     #[test]
