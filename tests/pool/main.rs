@@ -103,6 +103,12 @@ fn corpus() -> Vec<(&'static str, Value)> {
         ("ts sibling import", json!({"language": "typescript",
             "files": [{"name": "util.ts", "content": "export function f(n: number) { return n * 2 }"}],
             "code": "import { f } from './util';\nimport fs from 'fs';\nconsole.log(f(21), typeof fs.readFileSync)"})),
+        ("ts stdio streams", ts(concat!(
+            "const { execSync } = require('child_process');\n",
+            "console.log(process.stdout.isTTY, process.stdout.constructor.name, (process.stdout as any)._type);\n",
+            "console.error(process.stderr.constructor.name, (process.stderr as any)._type);\n",
+            "process.stdout.write(execSync('echo child', { stdio: ['ignore', 'pipe', 'inherit'] }));\n",
+        ))),
         ("ts throw", ts("function f(): never { throw new Error('boom') }\nf();")),
         ("ts exit code", ts("console.log('a');\nprocess.exit(3);")),
         ("ts stdin", json!({"language": "typescript", "stdin": "abc",
