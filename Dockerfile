@@ -1,33 +1,63 @@
-# coderun in a container. UNTESTED: no Docker engine runs on the machines this was written on
-# and base images cannot be pulled there; the file follows the same steps as scripts/setup.sh.
+# coderun in a container: `docker compose up -d` (compose.yaml), or
+#   docker build -t coderun .
+#   docker run -d -p 8000:8000 --cap-add SYS_ADMIN --security-opt seccomp=unconfined \
+#       --security-opt apparmor=unconfined --tmpfs /run -v coderun-data:/var/lib/coderun coderun
+# The API is then on :8000 (the server listens on 0.0.0.0:8000 inside the container).
 #
-# The sandbox creates user/pid/mount/net namespaces, mounts a fresh procfs and tmpfs, and
-# creates cgroups. Docker's defaults block all of that (its seccomp profile denies unshare
-# and mount, AppArmor denies mount, /proc is partly masked, cgroups are read-only). Run it
-# with `--privileged` (what compose.yaml does), or at least:
-#   --security-opt seccomp=unconfined --security-opt apparmor=unconfined
-#   --security-opt systempaths=unconfined --cap-add SYS_ADMIN --cgroupns=host
-#   -v /sys/fs/cgroup:/sys/fs/cgroup:rw
-# The programs still run in coderun's own boxes (no capabilities, seccomp, no network);
-# the container is packaging, not the boundary.
+# Why those settings (docs/deployment.md has each one's measured failure without it): the
+# sandbox creates namespaces, mounts a fresh root and procfs in every box and a cgroup per
+# box. SYS_ADMIN lets the entrypoint (deploy/docker-entrypoint.sh) remount the container's own
+# cgroups read-write and mount an unmasked procfs (so systempaths=unconfined is not needed);
+# Docker's default seccomp profile refuses pivot_root; its AppArmor profile denies mount. The
+# programs still run in coderun's own boxes (no capabilities, seccomp, no network, cgroup
+# limits): the container is packaging, not the boundary.
+#
+# Tested with scripts/docker-test.sh (health, Python/TypeScript/Rust runs, a hostile program,
+# drain on `docker stop`, no cgroups left, compose up): all passed, both for this full build
+# and for PREBUILT=1, on Docker Engine 20.10 with the classic builder, a cgroup v1 host
+# without AppArmor, and local stand-ins for the base images below (no Docker Hub there).
+# NOT tested: the official base images themselves, BuildKit, `docker compose` v2, AppArmor
+# hosts, --privileged, and cgroup v2 hosts, where coderun itself is expected to fail (it must
+# enable controllers in the cgroup it runs in; see docs/deployment.md).
 
-FROM rust:1.95-bookworm AS build
+# Base images. The defaults are the official ones; a machine that cannot pull them passes
+# local equivalents (scripts/docker-test.sh builds them from a debootstrap root filesystem).
+ARG BUILDER_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=rust:1.95-slim-bookworm
+
+# --- build: the release binary ---------------------------------------------------------
+FROM ${BUILDER_IMAGE} AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked
+# PREBUILT=1 skips the compile and takes target/release/coderun from the build context
+# (`cargo build --release --locked` on a glibc-compatible host first).
+ARG PREBUILT=
+RUN if [ -n "$PREBUILT" ]; then \
+      test -x target/release/coderun || { echo "PREBUILT=1 needs target/release/coderun in the build context" >&2; exit 1; }; \
+    else \
+      cargo build --release --locked; \
+    fi \
+ && install -D -m 0755 target/release/coderun /out/coderun
 
-FROM rust:1.95-slim-bookworm
+# --- runtime ---------------------------------------------------------------------------
+# The Rust base provides rustc (found with `rustc --print sysroot`, languages/rust.toml);
+# Debian adds Python 3.11, Node 18, the C linker rustc needs and tini as PID 1.
+FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3 nodejs npm gcc libc6-dev ca-certificates \
+      python3 nodejs npm gcc libc6-dev ca-certificates tini \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/coderun
-COPY --from=build /src/target/release/coderun /usr/local/bin/coderun
+# The TypeScript checker (tsgo) and @types/node for `"typecheck": true`, as scripts/setup.sh.
+COPY tools/package.json tools/package-lock.json ./tools/
+RUN cd tools && npm ci --no-audit --no-fund --loglevel=error && npm cache clean --force
 COPY languages ./languages
 COPY runners ./runners
 COPY policies ./policies
-COPY tools/package.json tools/package-lock.json ./tools/
-RUN cd tools && npm ci --no-audit --no-fund
+COPY deploy/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+COPY --from=build /out/coderun /usr/local/bin/coderun
 EXPOSE 8000
 ENV CODERUN_SERVER_LISTEN=0.0.0.0:8000
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/docker-entrypoint.sh"]
 CMD ["coderun", "serve", "--languages-dir", "/opt/coderun/languages"]
