@@ -8,12 +8,16 @@
 //! - Rate limits (off by default): a token bucket per API key, or per client IP when auth is
 //!   off (`X-Forwarded-For` is believed only from a configured trusted proxy, and only the
 //!   entry that proxy appended). Over the
-//!   budget: 429 with `Retry-After`.
+//!   budget: 429 with `Retry-After`. Every [`SWEEP_EVERY`] a background task drops the
+//!   buckets that have refilled (they are no different from new ones), so memory follows
+//!   the clients seen in the last minute or so, not every client ever seen.
 //! - CORS: an allowlist of exact origins (default none); preflights are answered; `*` and
 //!   credentials are never allowed.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -74,7 +78,12 @@ pub struct Guard {
     protect_health: bool,
     protect_metrics: bool,
     limiter: Option<(DefaultKeyedRateLimiter<String>, Vec<IpAddr>)>,
+    /// Set once the background sweep of idle buckets is running.
+    sweeping: AtomicBool,
 }
+
+/// How often the background task drops rate-limit buckets that have refilled.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 pub fn hash_key(key: &str) -> String {
     Sha256::digest(key.as_bytes())
@@ -137,6 +146,7 @@ impl Guard {
             protect_health: auth.protect_health,
             protect_metrics: auth.protect_metrics,
             limiter,
+            sweeping: AtomicBool::new(false),
         })
     }
 
@@ -147,7 +157,50 @@ impl Guard {
             protect_health: false,
             protect_metrics: false,
             limiter: None,
+            sweeping: AtomicBool::new(false),
         }
+    }
+
+    /// How many rate-limit buckets are held (0 without rate limits).
+    pub fn buckets(&self) -> usize {
+        self.limiter.as_ref().map_or(0, |(l, _)| l.len())
+    }
+
+    /// Drops the buckets that have fully refilled: a client that comes back gets a new one,
+    /// which is the same thing.
+    pub fn sweep(&self) {
+        if let Some((limiter, _)) = &self.limiter {
+            let before = limiter.len();
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+            tracing::debug!(before, after = limiter.len(), "rate-limit buckets swept");
+        }
+    }
+
+    /// Starts the background task that calls [`Guard::sweep`] every [`SWEEP_EVERY`] (once
+    /// per guard, only with rate limits, only inside a Tokio runtime). The task holds no
+    /// strong reference: it ends when the guard is dropped.
+    pub fn start_sweeping(self: &Arc<Self>) {
+        if self.limiter.is_none() || self.sweeping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.sweeping.store(false, Ordering::SeqCst);
+            return;
+        };
+        let guard = Arc::downgrade(self);
+        runtime.spawn(async move {
+            let start = tokio::time::Instant::now() + SWEEP_EVERY;
+            let mut every = tokio::time::interval_at(start, SWEEP_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                match guard.upgrade() {
+                    Some(g) => g.sweep(),
+                    None => break,
+                }
+            }
+        });
     }
 
     fn needs_key(&self, path: &str) -> bool {

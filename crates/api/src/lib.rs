@@ -71,6 +71,8 @@ impl AppState {
 
 pub fn app(state: AppState) -> Router {
     let limit = state.body_limit;
+    // Idle rate-limit buckets are dropped in the background while the guard lives.
+    state.guard.start_sweeping();
     let router = Router::new()
         .route("/", get(index))
         .route("/health", get(health))

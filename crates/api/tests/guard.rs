@@ -513,6 +513,55 @@ async fn probes_are_never_rate_limited() {
     }
 }
 
+/// A sweep drops the buckets that have refilled and keeps the spent ones (still spent).
+#[tokio::test]
+async fn a_sweep_drops_refilled_buckets_and_keeps_spent_ones() {
+    // Four a second, burst 1: a bucket is full again 250 ms after its request.
+    let state = support::state(&AuthConfig::default(), &rate(4, 1, &[]), &no_cors());
+    let guard = state.guard.clone();
+    let app = coderun_api::app(state);
+    let client = |i: usize| format!("198.51.100.{i}:40000");
+    for i in 1..=20 {
+        assert_eq!(
+            statuses(&app, 1, &client(i), &[]).await,
+            [200],
+            "client {i}"
+        );
+    }
+    assert_eq!(guard.buckets(), 20);
+    guard.sweep();
+    assert_eq!(guard.buckets(), 20, "a sweep dropped spent buckets");
+    assert_eq!(
+        statuses(&app, 1, &client(20), &[]).await,
+        [429],
+        "a sweep forgot a spent bucket"
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    guard.sweep();
+    assert_eq!(guard.buckets(), 0, "refilled buckets were kept");
+    // A client that comes back starts full, as it would have anyway.
+    assert_eq!(statuses(&app, 1, &client(20), &[]).await, [200]);
+    assert_eq!(guard.buckets(), 1);
+}
+
+/// The app sweeps by itself every `SWEEP_EVERY` (Tokio's clock paused and moved by hand;
+/// the buckets refill on the real clock in 1 ms).
+#[tokio::test(start_paused = true)]
+async fn the_app_sweeps_in_the_background() {
+    let state = support::state(&AuthConfig::default(), &rate(1000, 1, &[]), &no_cors());
+    let guard = state.guard.clone();
+    let app = coderun_api::app(state);
+    for i in 1..=5 {
+        let from = format!("198.51.100.{i}:40000");
+        assert_eq!(statuses(&app, 1, &from, &[]).await, [200]);
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    tokio::time::sleep(guard::SWEEP_EVERY - Duration::from_secs(1)).await;
+    assert_eq!(guard.buckets(), 5, "swept before SWEEP_EVERY");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(guard.buckets(), 0, "not swept after SWEEP_EVERY");
+}
+
 #[test]
 fn a_zero_rate_or_burst_is_a_config_error() {
     let auth = AuthConfig::default();
