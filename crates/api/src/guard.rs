@@ -7,14 +7,14 @@
 //!   unless configured otherwise.
 //! - Rate limits (off by default): a token bucket per API key, or per client IP when auth is
 //!   off (`X-Forwarded-For` is believed only from a configured trusted proxy, and only the
-//!   entry that proxy appended). Over the
+//!   entry that proxy appended; an IPv6 client is its /64). Over the
 //!   budget: 429 with `Retry-After`. Every [`SWEEP_EVERY`] a background task drops the
 //!   buckets that have refilled (they are no different from new ones), so memory follows
 //!   the clients seen in the last minute or so, not every client ever seen.
 //! - CORS: an allowlist of exact origins (default none); preflights are answered; `*` and
 //!   credentials are never allowed.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -276,6 +276,19 @@ fn client_ip(req: &Request, trusted: &[IpAddr]) -> Option<IpAddr> {
     Some(peer)
 }
 
+/// The rate-limit bucket of a client address. IPv4 (IPv4-mapped IPv6 included: `client_ip`
+/// gives those as IPv4) is per address; IPv6 is per /64, the smallest block a host or
+/// customer is usually given, so moving around inside it does not get a fresh bucket.
+fn ip_bucket(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => format!("ip:{v4}"),
+        IpAddr::V6(v6) => format!(
+            "ip:{}/64",
+            Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))
+        ),
+    }
+}
+
 /// Auth, then the rate limit, then the request deadline.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let g = &state.guard;
@@ -301,7 +314,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         if path != "/livez" && path != "/health" && path != "/metrics" {
             let bucket = key_id
                 .map(|k| format!("key:{k}"))
-                .or_else(|| client_ip(&req, trusted).map(|ip| format!("ip:{ip}")))
+                .or_else(|| client_ip(&req, trusted).map(ip_bucket))
                 .unwrap_or_else(|| "unknown".into());
             if let Err(not_until) = limiter.check_key(&bucket) {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());

@@ -394,6 +394,59 @@ async fn without_keys_the_bucket_is_per_client_address() {
     );
 }
 
+/// An IPv6 client is its /64: another address in the same /64 is the same bucket, another
+/// /64 is another client, directly or through a trusted proxy. IPv4, IPv4-mapped IPv6
+/// included (all of it inside `::/64`), stays per address.
+#[tokio::test]
+async fn ipv6_clients_are_bucketed_by_their_64() {
+    let app = app(
+        &AuthConfig::default(),
+        &rate(1, 2, &["10.0.0.1"]),
+        &no_cors(),
+    );
+    assert_eq!(
+        statuses(&app, 2, "[2001:db8:1:2::1]:40000", &[]).await,
+        [200, 200]
+    );
+    for same in [
+        "[2001:db8:1:2::2]:40000",
+        "[2001:db8:1:2:ffff:ffff:ffff:ffff]:1",
+        "[2001:db8:1:2:abcd:1234:5678:9abc]:40000",
+    ] {
+        assert_eq!(statuses(&app, 1, same, &[]).await, [429], "{same}");
+    }
+    for other in [
+        "[2001:db8:1:3::1]:40000",
+        "[2001:db8:1::1]:40000",
+        "[2001:db8:8001:2::1]:40000",
+    ] {
+        assert_eq!(statuses(&app, 1, other, &[]).await, [200], "{other}");
+    }
+    let proxy = "10.0.0.1:1234";
+    let via = |xff: &'static str| [("x-forwarded-for", xff)];
+    assert_eq!(
+        statuses(&app, 2, proxy, &via("2001:db8:5:6::1")).await,
+        [200, 200]
+    );
+    assert_eq!(
+        statuses(&app, 1, proxy, &via("2001:db8:5:6:1:2:3:4")).await,
+        [429],
+        "same /64 through the proxy"
+    );
+    assert_eq!(
+        statuses(&app, 1, proxy, &via("[2001:db8:5:7::1]:443")).await,
+        [200],
+        "another /64 through the proxy"
+    );
+    assert_eq!(
+        statuses(&app, 3, "[::ffff:198.51.100.30]:1", &[]).await,
+        [200, 200, 429]
+    );
+    for other in ["[::ffff:198.51.100.31]:1", "198.51.100.32:1"] {
+        assert_eq!(statuses(&app, 1, other, &[]).await, [200], "{other}");
+    }
+}
+
 /// `X-Forwarded-For` from a peer that is not a trusted proxy changes nothing: a client
 /// cannot get a fresh bucket by making one up.
 #[tokio::test]
