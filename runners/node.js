@@ -15,12 +15,11 @@ if (isMainThread) {
   if (at >= 0 && process.execArgv[at + 1] === __filename) {
     process.execArgv.splice(at, 2);
   }
-  // Ahead of time, what the first run of any program pays for: the stdout/stderr streams
-  // (created lazily on first use, on the same fds either way) and fs's write path.
-  process.stdout;
-  process.stderr;
-  fs.mkdirSync('/work', { recursive: true });
-  fs.writeFileSync('/dev/null', '', { flag: 'a' });
+  // Ahead of time, the modules node loads when a program first touches process.stdout or
+  // process.stderr (a pipe is a net.Socket). Not the streams themselves: creating one opens
+  // an extra fd, which a fresh run does not have before that first touch.
+  require('net');
+  require('tty');
   const msg = JSON.parse(fs.readFileSync(3, 'utf8'));
   fs.closeSync(3); // the program sees only 0-2
   for (const f of msg.files) {

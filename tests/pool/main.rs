@@ -103,6 +103,14 @@ fn corpus() -> Vec<(&'static str, Value)> {
         ("ts sibling import", json!({"language": "typescript",
             "files": [{"name": "util.ts", "content": "export function f(n: number) { return n * 2 }"}],
             "code": "import { f } from './util';\nimport fs from 'fs';\nconsole.log(f(21), typeof fs.readFileSync)"})),
+        ("ts fds at start", ts(concat!(
+            "import fs from 'fs';\n",
+            "const fds = fs.readdirSync('/proc/self/fd').map((fd) => {\n",
+            "  try { return fd + ' ' + fs.readlinkSync('/proc/self/fd/' + fd).replace(/[0-9]+/g, 'N'); }\n",
+            "  catch { return fd + ' (the dir listing)'; }\n",
+            "});\n",
+            "console.log(fds.sort().join('\\n'));\n",
+        ))),
         ("ts stdio streams", ts(concat!(
             "const { execSync } = require('child_process');\n",
             "console.log(process.stdout.isTTY, process.stdout.constructor.name, (process.stdout as any)._type);\n",
