@@ -262,7 +262,8 @@ fn spec_of(s: &Server) -> (u16, Value) {
 // ---------------------------------------------------------------------------------------
 
 /// The statuses each route can answer: the guard's (401 wherever a key can be required, 429
-/// wherever the rate limit applies, 504 everywhere) and the route's own.
+/// wherever the rate limit applies, which is there too since failed key attempts are
+/// limited, 504 everywhere) and the route's own.
 fn answerable_statuses(path: &str) -> Vec<&'static str> {
     let own: &[&str] = match path {
         "/" | "/languages" | "/openapi.json" => &["200"],
@@ -278,8 +279,6 @@ fn answerable_statuses(path: &str) -> Vec<&'static str> {
     let mut all: Vec<&str> = own.to_vec();
     if path != "/livez" {
         all.push("401");
-    }
-    if !["/livez", "/health", "/metrics"].contains(&path) {
         all.push("429");
     }
     all.push("504");
@@ -858,9 +857,11 @@ fn the_schema_checker_refuses_bodies_that_break_the_schema() {
 }
 
 /// A server with keys, a rate limit of one request a second and a 1 s deadline: every route
-/// answers 401 without a key exactly where the spec documents 401, 429 past the budget
-/// exactly where it documents 429 (with a positive Retry-After), and the 401, 429 and 504
-/// bodies match their schemas.
+/// answers 401 without a key exactly where the spec documents 401, 429 past the budget (of
+/// the key, or of a client without a valid key) exactly where it documents 429 (with a
+/// positive Retry-After), and the 401, 429 and 504 bodies match their schemas. The keyless
+/// requests name a fresh client per route through `X-Forwarded-For` (the test is the trusted
+/// proxy), so each route's first one is within its budget.
 #[test]
 fn guard_answers_match_the_spec_route_by_route() {
     const LIMITED: &str = "openapi-limited-key-0123456789";
@@ -869,6 +870,7 @@ fn guard_answers_match_the_spec_route_by_route() {
         &format!(
             "[auth]\nkey_sha256 = [\"{}\", \"{}\"]\nprotect_health = true\nprotect_metrics = true\n\
              [rate_limit]\nenabled = true\nper_second = 1\nburst = 1\n\
+             trusted_proxies = [\"127.0.0.1\"]\n\
              [server]\nrequest_deadline_s = 1\n",
             hash_key(LIMITED),
             hash_key(SLOW)
@@ -877,7 +879,7 @@ fn guard_answers_match_the_spec_route_by_route() {
     );
     let spec = spec();
     let client = no_redirects();
-    let send = |path: &str, method: &str, key: Option<&str>| {
+    let send = |path: &str, method: &str, key: Option<&str>, from: Option<&str>| {
         let url = s.url(&path.replace("{file}", "swagger-ui.css"));
         let mut req = match method {
             "get" => client.get(url),
@@ -886,6 +888,9 @@ fn guard_answers_match_the_spec_route_by_route() {
         };
         if let Some(k) = key {
             req = req.header("x-api-key", k);
+        }
+        if let Some(ip) = from {
+            req = req.header("x-forwarded-for", ip);
         }
         let resp = req.send().expect("send");
         let status = resp.status().as_u16();
@@ -896,9 +901,10 @@ fn guard_answers_match_the_spec_route_by_route() {
             .unwrap_or_default();
         (status, ctype, headers, resp.text().expect("body"))
     };
-    for (path, method) in ROUTES {
+    for (i, (path, method)) in ROUTES.into_iter().enumerate() {
         let documents = |code: &str| spec["paths"][path][method]["responses"][code].is_object();
-        let (status, ctype, headers, body) = send(path, method, None);
+        let who = format!("198.51.100.{}", i + 1);
+        let (status, ctype, headers, body) = send(path, method, None, Some(&who));
         if documents("401") {
             assert_eq!(status, 401, "{method} {path} without a key: {body}");
             assert_eq!(headers["www-authenticate"], "Bearer");
@@ -906,8 +912,10 @@ fn guard_answers_match_the_spec_route_by_route() {
         } else {
             assert_ne!(status, 401, "{method} {path} answered an undocumented 401");
         }
-        // One request a second: a few in a row must hit the limit where it applies.
-        let answers: Vec<_> = (0..4).map(|_| send(path, method, Some(LIMITED))).collect();
+        // One request a second: a few in a row must hit the limit where it applies, with
+        // the key or (the same client again) without one.
+        let mut answers = vec![send(path, method, None, Some(&who))];
+        answers.extend((0..4).map(|_| send(path, method, Some(LIMITED), None)));
         let limited = answers.iter().find(|a| a.0 == 429);
         match (documents("429"), limited) {
             (true, Some((status, ctype, headers, body))) => {

@@ -7,10 +7,12 @@
 //!   unless configured otherwise.
 //! - Rate limits (off by default): a token bucket per API key, or per client IP when auth is
 //!   off (`X-Forwarded-For` is believed only from a configured trusted proxy, and only the
-//!   entry that proxy appended; an IPv6 client is its /64). Over the
-//!   budget: 429 with `Retry-After`. Every [`SWEEP_EVERY`] a background task drops the
-//!   buckets that have refilled (they are no different from new ones), so memory follows
-//!   the clients seen in the last minute or so, not every client ever seen.
+//!   entry that proxy appended; an IPv6 client is its /64). With auth on, requests that fail
+//!   the key check are limited per client IP the same way, so keys cannot be guessed at
+//!   full speed. Over the budget: 429 with `Retry-After`. Every [`SWEEP_EVERY`] a
+//!   background task drops the buckets that have refilled (they are no different from new
+//!   ones), so memory follows the clients seen in the last minute or so, not every client
+//!   ever seen.
 //! - CORS: an allowlist of exact origins (default none); preflights are answered; `*` and
 //!   credentials are never allowed.
 
@@ -289,46 +291,50 @@ fn ip_bucket(ip: IpAddr) -> String {
     }
 }
 
-/// Auth, then the rate limit, then the request deadline.
+/// Auth, then the rate limit, then the request deadline. A request with a valid key is
+/// charged to its key's bucket; one that fails the key check to its client's (per IP, as
+/// without auth), so guessing keys is rate limited too, and its 401 becomes a 429 once that
+/// budget is spent. Probes (`/livez`, `/health`, `/metrics`) are limited only when they
+/// refuse a key.
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let g = &state.guard;
     let path = req.uri().path().to_string();
-    let mut key_id = None;
-    if g.needs_key(&path) && req.method() != Method::OPTIONS {
-        match g.check_key(&req) {
-            Some(id) => key_id = Some(id),
-            None => {
-                let mut resp = ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "missing or invalid API key; send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
-                )
-                .into_response();
-                resp.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return resp;
-            }
-        }
-    }
+    let needs_key = g.needs_key(&path) && req.method() != Method::OPTIONS;
+    let key_id = if needs_key { g.check_key(&req) } else { None };
+    let refused = needs_key && key_id.is_none();
+    let probe = matches!(path.as_str(), "/livez" | "/health" | "/metrics");
     if let Some((limiter, trusted)) = &g.limiter {
-        if path != "/livez" && path != "/health" && path != "/metrics" {
+        if !probe || refused {
             let bucket = key_id
                 .map(|k| format!("key:{k}"))
                 .or_else(|| client_ip(&req, trusted).map(ip_bucket))
                 .unwrap_or_else(|| "unknown".into());
             if let Err(not_until) = limiter.check_key(&bucket) {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
+                let secs = wait.as_secs().max(1);
+                let detail = if refused {
+                    format!("too many requests without a valid API key from this client; retry in {secs} s")
+                } else {
+                    format!("rate limit exceeded; retry in {secs} s")
+                };
                 return ApiError {
-                    retry_after_s: Some(wait.as_secs().max(1)),
-                    ..ApiError::new(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "rate_limited",
-                        format!("rate limit exceeded; retry in {} s", wait.as_secs().max(1)),
-                    )
+                    retry_after_s: Some(secs),
+                    ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", detail)
                 }
                 .into_response();
             }
         }
+    }
+    if refused {
+        let mut resp = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid API key; send it as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+        )
+        .into_response();
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return resp;
     }
     match tokio::time::timeout(state.deadline, next.run(req)).await {
         Ok(resp) => resp,

@@ -284,7 +284,8 @@ async fn livez() -> Json<Liveness> {
 
 /// Prometheus metrics (text exposition format).
 ///
-/// Open unless the server protects it (`auth.protect_metrics`); never rate limited.
+/// Open unless the server protects it (`auth.protect_metrics`); rate limited only when it
+/// refuses a key (failed key attempts are limited per client).
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -294,6 +295,8 @@ async fn livez() -> Json<Liveness> {
         (status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
         (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Too many requests without a valid API key from this client (only when the route is protected and rate limits are on)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
     )
 )]
@@ -310,7 +313,8 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
 
 /// Readiness: the cached sandbox self-check and each language's availability.
 ///
-/// Open unless the server protects it (`auth.protect_health`); never rate limited.
+/// Open unless the server protects it (`auth.protect_health`); rate limited only when it
+/// refuses a key (failed key attempts are limited per client).
 #[utoipa::path(
     get,
     path = "/health",
@@ -320,6 +324,8 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
         (status = 200, description = "Healthy (`status: healthy`)", body = HealthReport),
         (status = 401, description = "API keys are configured and none valid was sent", body = ErrorBody,
             headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 429, description = "Too many requests without a valid API key from this client (only when the route is protected and rate limits are on)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "Not ready: `unhealthy` (a self-check report), `starting` or `draining`", body = HealthBody),
         (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
     )

@@ -1,6 +1,7 @@
 //! The guard at the HTTP edge, in process: API keys (schemes, empty and padded keys,
 //! disagreeing headers, keys files, which routes need one), rate limits (per key, per client
-//! IP, `X-Forwarded-For` only from trusted proxies, `Retry-After`), CORS (allowlist,
+//! IP or IPv6 /64, failed key attempts per client, `X-Forwarded-For` only from trusted
+//! proxies, `Retry-After`, the sweep of refilled buckets), CORS (allowlist,
 //! preflights, never `*` or credentials) and the request deadline.
 
 mod support;
@@ -564,6 +565,79 @@ async fn probes_are_never_rate_limited() {
             assert_ne!(a.status, StatusCode::TOO_MANY_REQUESTS, "{path}");
         }
     }
+}
+
+/// With keys, a request that fails the key check is charged to its client's address, with
+/// the same quota: once that is spent, a missing or wrong key gets 429 + `Retry-After`
+/// instead of 401, on every route that needs a key (protected probes too). Valid keys keep
+/// their own buckets, other clients theirs, and open routes stay open.
+#[tokio::test]
+async fn failed_key_attempts_are_rate_limited_per_client() {
+    let auth = AuthConfig {
+        protect_metrics: true,
+        ..keys(&[KEY])
+    };
+    let app = app(&auth, &rate(1, 2, &["10.0.0.1"]), &no_cors());
+    let wrong = [("x-api-key", "wrong-key")];
+    assert_eq!(statuses(&app, 3, PEER, &wrong).await, [401, 401, 429]);
+    let missing = send(&app, request(Method::POST, "/execute", PEER, &[])).await;
+    let guessed = get(&app, "/metrics", PEER, &[("authorization", "Bearer guess")]).await;
+    for (what, a) in [("missing key", missing), ("protected /metrics", guessed)] {
+        assert_eq!(
+            a.status,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{what}: {}",
+            a.body
+        );
+        assert_eq!(a.body["code"], "rate_limited", "{what}: {}", a.body);
+        let secs: u64 = a
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .unwrap();
+        assert!(secs >= 1, "{what}: Retry-After {secs}");
+        let detail = a.body["detail"].as_str().expect("detail");
+        assert!(detail.contains(&format!("{secs} s")), "{what}: {detail}");
+    }
+    // Routes that need no key are not charged or limited (/health is 503 here: no
+    // self-check has run).
+    for path in ["/livez", "/health", "/livez"] {
+        let a = get(&app, path, PEER, &[]).await;
+        assert!(
+            ![StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS].contains(&a.status),
+            "{path}: {} {}",
+            a.status,
+            a.body
+        );
+    }
+    // The valid key from the same address has its own bucket; probes never charge it.
+    let key = [("x-api-key", KEY)];
+    for _ in 0..3 {
+        assert_eq!(
+            get(&app, "/metrics", PEER, &key).await.status,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(statuses(&app, 3, PEER, &key).await, [200, 200, 429]);
+    // Another client has its own budget; through the trusted proxy the client is the one it
+    // names, and a client that names one itself is still itself.
+    assert_eq!(statuses(&app, 2, OTHER_PEER, &wrong).await, [401, 401]);
+    let proxy = "10.0.0.1:1234";
+    let via = |xff: &'static str| [("x-forwarded-for", xff), ("x-api-key", "wrong-key")];
+    assert_eq!(
+        statuses(&app, 3, proxy, &via("198.51.100.9")).await,
+        [401, 401, 429]
+    );
+    assert_eq!(statuses(&app, 1, proxy, &via("198.51.100.10")).await, [401]);
+    assert_eq!(statuses(&app, 1, PEER, &via("198.51.100.11")).await, [429]);
+}
+
+/// Without rate limits, failed key attempts are only ever 401.
+#[tokio::test]
+async fn without_rate_limits_failed_key_attempts_stay_401() {
+    let app = app(&keys(&[KEY]), &no_rate(), &no_cors());
+    let statuses = statuses(&app, 30, PEER, &[("x-api-key", "wrong-key")]).await;
+    assert!(statuses.iter().all(|s| *s == 401), "{statuses:?}");
 }
 
 /// A sweep drops the buckets that have refilled and keeps the spent ones (still spent).
