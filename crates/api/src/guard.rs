@@ -311,7 +311,8 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
                 .unwrap_or_else(|| "unknown".into());
             if let Err(not_until) = limiter.check_key(&bucket) {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
-                let secs = wait.as_secs().max(1);
+                // Rounded up: a client that waits exactly this long gets its token.
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
                 let detail = if refused {
                     format!("too many requests without a valid API key from this client; retry in {secs} s")
                 } else {
