@@ -359,7 +359,9 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
         report_r,
         cleanup.cgroup.as_ref(),
     )?;
-    cleanup.init = None;
+    if sup.init_reaped {
+        cleanup.init = None;
+    }
 
     let (cpu_time_us, memory_peak_kb, oom) = match &cleanup.cgroup {
         Some(cg) => (
@@ -417,6 +419,18 @@ struct Supervised {
     stderr_truncated: bool,
     wall_time_us: u64,
     collected: bool,
+    /// False when init reported the program finished and is still exiting (tearing its
+    /// mount namespace down): the teardown waits for it, after the report.
+    init_reaped: bool,
+}
+
+/// Whether init's report holds its `Finished` line (every process of the program is dead
+/// and reaped then, and the collected file copied).
+fn has_finished(report: &[u8]) -> bool {
+    report
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .any(|l| matches!(serde_json::from_slice(l), Ok(InitMessage::Finished { .. })))
 }
 
 /// One output stream being read up to its cap.
@@ -597,6 +611,7 @@ fn supervise(
     let mut limit: Option<LimitHit> = None;
     let mut killed = false;
     let mut exited_at: Option<u64> = None;
+    let mut finished_at: Option<u64> = None;
     let wall_us = limits.wall_time_ms * 1000;
     let cpu_ns = limits.cpu_time_ms * 1_000_000;
 
@@ -610,7 +625,12 @@ fn supervise(
 
     loop {
         let now = sys::monotonic_us();
-        if !init_alive && (out.fd.is_none() && err.fd.is_none() && report.fd.is_none()) {
+        // Done when the program's output is closed and init has either exited or reported
+        // it finished: init's own exit (unmounting the box's root) is not waited for here.
+        if out.fd.is_none()
+            && err.fd.is_none()
+            && (!init_alive && report.fd.is_none() || finished_at.is_some())
+        {
             break;
         }
         // After init is gone every writer is dead; give stragglers a moment, then stop.
@@ -677,6 +697,9 @@ fn supervise(
         }
         if pfds[3].revents != 0 {
             report.read(1 << 20);
+            if finished_at.is_none() && !killed && has_finished(&report.buf) {
+                finished_at = Some(sys::monotonic_us());
+            }
         }
         if pfds[4].revents != 0 {
             if let Some(w) = &stdin_w {
@@ -703,8 +726,8 @@ fn supervise(
             }
         }
     }
-    let exited_at = exited_at.unwrap_or_else(sys::monotonic_us);
-    if init_alive {
+    let exited_at = finished_at.or(exited_at).unwrap_or_else(sys::monotonic_us);
+    if init_alive && finished_at.is_none() {
         return Err(fail_msg("supervise", "init did not exit"));
     }
 
@@ -759,5 +782,6 @@ fn supervise(
         stderr_truncated: err.truncated,
         wall_time_us,
         collected,
+        init_reaped: !init_alive,
     })
 }
