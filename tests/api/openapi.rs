@@ -342,6 +342,23 @@ fn documented_schema<'a>(
 /// Checks a real answer against the spec: the status is documented, the content type is, and
 /// a JSON body validates against the schema.
 #[track_caller]
+/// [`assert_answer_matches_spec`] on a whole response; returns its status.
+fn response_matches_spec(
+    spec: &Value,
+    path: &str,
+    method: &str,
+    resp: reqwest::blocking::Response,
+) -> u16 {
+    let status = resp.status().as_u16();
+    let ctype = resp.headers()["content-type"]
+        .to_str()
+        .expect("content-type")
+        .to_string();
+    let body = resp.text().expect("body");
+    assert_answer_matches_spec(spec, path, method, status, &ctype, &body);
+    status
+}
+
 fn assert_answer_matches_spec(
     spec: &Value,
     path: &str,
@@ -937,17 +954,7 @@ fn guard_answers_match_the_spec_route_by_route() {
         .json(&json!({"language": "python", "code": "import time\ntime.sleep(3)", "timeout": 5}))
         .send()
         .expect("POST");
-    let status = resp.status().as_u16();
-    assert_eq!(status, 504);
-    let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
-    assert_answer_matches_spec(
-        &spec,
-        "/execute",
-        "post",
-        status,
-        &ctype,
-        &resp.text().unwrap(),
-    );
+    assert_eq!(response_matches_spec(&spec, "/execute", "post", resp), 504);
 }
 
 /// While a server drains, /health's 503 (the not-ready variant) and /execute's 503 match the
@@ -982,29 +989,7 @@ fn draining_answers_match_the_spec() {
             .json(&json!({"language": "python", "code": "print(1)"}))
             .send()
             .expect("POST during drain");
-        let status = resp.status().as_u16();
-        assert_eq!(status, 503);
-        let ctype = resp.headers()["content-type"].to_str().unwrap().to_string();
-        assert_answer_matches_spec(
-            &spec,
-            "/execute",
-            "post",
-            status,
-            &ctype,
-            &resp.text().unwrap(),
-        );
+        assert_eq!(response_matches_spec(&spec, "/execute", "post", resp), 503);
         assert_eq!(run.join().expect("run")["status"], "ok");
     });
-}
-
-/// `coderun config hash-key KEY`.
-fn hash_key(key: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coderun"))
-        .args(["config", "hash-key", key])
-        .output()
-        .expect("coderun config hash-key");
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string()
 }

@@ -5,17 +5,6 @@ use crate::common::*;
 const KEY: &str = "test-key-0123456789";
 const OTHER_KEY: &str = "another-key-9876543210";
 
-fn hash(key: &str) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coderun"))
-        .args(["config", "hash-key", key])
-        .output()
-        .expect("coderun config hash-key");
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_string()
-}
-
 fn post(s: &Server, headers: &[(&str, &str)]) -> reqwest::blocking::Response {
     let mut req = s
         .client()
@@ -32,7 +21,10 @@ fn post(s: &Server, headers: &[(&str, &str)]) -> reqwest::blocking::Response {
 /// /metrics and /livez stay open by default. With protect_health, /health needs a key too.
 #[test]
 fn api_keys_guard_every_route_but_the_probes() {
-    let s = Server::start_with(&format!("[auth]\nkey_sha256 = [\"{}\"]\n", hash(KEY)), &[]);
+    let s = Server::start_with(
+        &format!("[auth]\nkey_sha256 = [\"{}\"]\n", hash_key(KEY)),
+        &[],
+    );
     for headers in [
         vec![],
         vec![("authorization", "Bearer wrong")],
@@ -62,7 +54,7 @@ fn api_keys_guard_every_route_but_the_probes() {
     let guarded = Server::start_with(
         &format!(
             "[auth]\nkey_sha256 = [\"{}\"]\nprotect_health = true\nprotect_metrics = true\n",
-            hash(KEY)
+            hash_key(KEY)
         ),
         &[],
     );
@@ -85,8 +77,8 @@ fn rate_limit_answers_429_with_retry_after_per_key() {
     let s = Server::start_with(
         &format!(
             "[auth]\nkey_sha256 = [\"{}\", \"{}\"]\n[rate_limit]\nenabled = true\nper_second = 1\nburst = 3\n",
-            hash(KEY),
-            hash(OTHER_KEY)
+            hash_key(KEY),
+            hash_key(OTHER_KEY)
         ),
         &[],
     );

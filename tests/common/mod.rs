@@ -325,3 +325,15 @@ pub fn brief(r: &Value) -> String {
     }
     r.to_string()
 }
+
+/// `coderun config hash-key KEY`: what an `[auth] key_sha256` entry holds.
+pub fn hash_key(key: &str) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_coderun"))
+        .args(["config", "hash-key", key])
+        .output()
+        .expect("coderun config hash-key");
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_string()
+}
