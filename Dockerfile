@@ -13,9 +13,10 @@
 # limits): the container is packaging, not the boundary.
 #
 # Tested with scripts/docker-test.sh (health, Python/TypeScript/Rust runs, a hostile program,
-# drain on `docker stop`, no cgroups left, compose up): all passed, both for this full build
-# and for PREBUILT=1, on Docker Engine 20.10 with the classic builder, a cgroup v1 host
-# without AppArmor, and local stand-ins for the base images below (no Docker Hub there).
+# drain on `docker stop`, no cgroups left, compose up, and coderun's api/escape/limits/leaks/
+# pool suites inside the container): all passed, both for this full build and for
+# PREBUILT=1, on Docker Engine 20.10 with the classic builder, a cgroup v1 host without
+# AppArmor, and local stand-ins for the base images below (no Docker Hub there).
 # NOT tested: the official base images themselves, BuildKit, `docker compose` v2, AppArmor
 # hosts, --privileged, and cgroup v2 hosts, where coderun itself is expected to fail (it must
 # enable controllers in the cgroup it runs in; see docs/deployment.md).
@@ -24,6 +25,14 @@
 # local equivalents (scripts/docker-test.sh builds them from a debootstrap root filesystem).
 ARG BUILDER_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_IMAGE=rust:1.95-slim-bookworm
+ARG NODE_IMAGE=node:20-bookworm-slim
+
+# --- node: Node 20 (the version coderun's tests run on; Debian bookworm has 18) and the
+# TypeScript checker (tsgo) with @types/node for `"typecheck": true`, as scripts/setup.sh.
+FROM ${NODE_IMAGE} AS node
+WORKDIR /tools
+COPY tools/package.json tools/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
 
 # --- build: the release binary ---------------------------------------------------------
 FROM ${BUILDER_IMAGE} AS build
@@ -41,16 +50,16 @@ RUN if [ -n "$PREBUILT" ]; then \
 
 # --- runtime ---------------------------------------------------------------------------
 # The Rust base provides rustc (found with `rustc --print sysroot`, languages/rust.toml);
-# Debian adds Python 3.11, Node 18, the C linker rustc needs and tini as PID 1.
+# Debian adds Python 3.11, the C linker rustc needs and tini as PID 1. node goes where
+# languages/typescript.toml runs it, /usr/bin/node.
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3 nodejs npm gcc libc6-dev ca-certificates tini \
+      python3 gcc libc6-dev ca-certificates tini \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/coderun
-# The TypeScript checker (tsgo) and @types/node for `"typecheck": true`, as scripts/setup.sh.
-COPY tools/package.json tools/package-lock.json ./tools/
-RUN cd tools && npm ci --no-audit --no-fund --loglevel=error && npm cache clean --force
+COPY --from=node /usr/local/bin/node /usr/bin/node
+COPY --from=node /tools/node_modules ./tools/node_modules
 COPY languages ./languages
 COPY runners ./runners
 COPY policies ./policies

@@ -12,9 +12,10 @@
 #    allows that only if a fully visible procfs is already mounted in the mount namespace.
 #    Docker masks parts of the container's /proc (kcore, keys, sysrq-trigger, ...), so
 #    unless the container runs with `--security-opt systempaths=unconfined` an unmasked
-#    procfs is mounted at /run/coderun-procfs (mode 0700, root only). That exposes to root
-#    in the container what systempaths=unconfined would, and leaves /proc itself masked;
-#    the boxes never see either (each gets a fresh root with its own /proc).
+#    procfs is mounted at /run/coderun-procfs/proc (its parent is mode 0700: root only).
+#    That exposes to root in the container what systempaths=unconfined would, and leaves
+#    /proc itself masked; the boxes never see either (each gets a fresh root with its own
+#    /proc).
 #
 # SKIP_CONTAINER_SETUP=1 skips both (e.g. with --privileged, or with /sys/fs/cgroup
 # bind-mounted read-write and systempaths=unconfined). Not CODERUN_*: coderun reads every
@@ -55,11 +56,11 @@ if [ "${SKIP_CONTAINER_SETUP:-0}" != 1 ]; then
 
     # Anything mounted below /proc (Docker's masks) makes it "not fully visible".
     if echo "$mounts" | awk '$1 ~ /^\/proc\// { found = 1 } END { exit !found }'; then
-        if ! echo "$mounts" | awk '$1 == "/run/coderun-procfs" { found = 1 } END { exit !found }'; then
-            mkdir -p /run/coderun-procfs
+        if ! echo "$mounts" | awk '$1 == "/run/coderun-procfs/proc" { found = 1 } END { exit !found }'; then
+            mkdir -p /run/coderun-procfs/proc
             chmod 0700 /run/coderun-procfs
-            mount -t proc -o nosuid,nodev,noexec proc /run/coderun-procfs 2>/dev/null \
-                || warn "cannot mount an unmasked procfs at /run/coderun-procfs"
+            mount -t proc -o nosuid,nodev,noexec proc /run/coderun-procfs/proc 2>/dev/null \
+                || warn "cannot mount an unmasked procfs at /run/coderun-procfs/proc"
         fi
     fi
 fi

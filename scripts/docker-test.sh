@@ -14,10 +14,11 @@
 #                  machines that cannot pull from Docker Hub: coderun-local/debian:bookworm-slim
 #                  from `debootstrap --variant=minbase bookworm`, and
 #                  coderun-local/rust:<version>-slim-bookworm from it plus gcc and this host's
-#                  Rust toolchain (`rustc --print sysroot`, without its docs), laid out like the
-#                  official rust image. The host's extra CA certificates
+#                  Rust toolchain (`rustc --print sysroot`, without its docs), and
+#                  coderun-local/node:<major>-bookworm-slim from it plus this host's node and
+#                  npm, each laid out like the official image. The host's extra CA certificates
 #                  (/usr/local/share/ca-certificates) go into them too, for machines whose
-#                  egress goes through a TLS proxy. Needs debootstrap and rustc.
+#                  egress goes through a TLS proxy. Needs debootstrap, rustc, node and npm.
 #   PREBUILT=1     use target/release/coderun from the build context instead of compiling in
 #                  the image (see the Dockerfile).
 #   CONTEXT=DIR    build context (default: this repository).
@@ -25,6 +26,9 @@
 #                  --bridge=none (default: the engine's default).
 #   PORT=8000      host port the API is published on (127.0.0.1 only for `docker run`;
 #                  compose.yaml publishes 8000 on every address, as its quick start says).
+#   SUITES=1       also run coderun's integration suites (api escape limits leaks pool, or
+#                  the names given, e.g. SUITES="escape limits") inside containers of the
+#                  image; needs cargo and tools/node_modules in CONTEXT.
 #   COMPOSE=0      skip the compose part. `docker compose` (v2) is used if present, else
 #                  `docker-compose` (v1).
 #   KEEP=0         remove the images at the end.
@@ -46,7 +50,7 @@ RUN_SETTINGS=(--cap-add SYS_ADMIN --security-opt seccomp=unconfined
     --security-opt apparmor=unconfined --tmpfs /run)
 
 # Without the buildx plugin a current docker client refuses to build unless told to use the
-# classic builder; the Dockerfile works with both.
+# classic builder; the Dockerfile needs nothing of BuildKit.
 if ! docker buildx version >/dev/null 2>&1; then
     export DOCKER_BUILDKIT=0
 fi
@@ -72,7 +76,7 @@ trap cleanup EXIT
 
 # ---------------------------------------------------------------------------------------
 if [ "${LOCAL_BASES:-0}" = 1 ]; then
-    step "local base images (debootstrap + this host's Rust toolchain)"
+    step "local base images (debootstrap + this host's Rust toolchain and node)"
     rootfs=$WORK/rootfs
     if ! docker image inspect coderun-local/debian:bookworm-slim >/dev/null 2>&1; then
         debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian \
@@ -114,9 +118,30 @@ EOF
             docker build "${BUILD_NET[@]}" -t "$RUST_IMAGE" - \
             > "$WORK/rust-image.log" 2>&1 || { tail "$WORK/rust-image.log"; exit 1; }
     fi
-    BUILD_ARGS+=(--build-arg "BUILDER_IMAGE=$RUST_IMAGE" --build-arg "RUNTIME_IMAGE=$RUST_IMAGE")
-    export BUILDER_IMAGE=$RUST_IMAGE RUNTIME_IMAGE=$RUST_IMAGE # for compose.yaml
-    ok "local base images: coderun-local/debian:bookworm-slim, $RUST_IMAGE"
+    node_version=$(node --version | sed 's/^v//')
+    NODE_IMAGE=coderun-local/node:${node_version%%.*}-bookworm-slim
+    if ! docker image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
+        mkdir -p "$WORK/node/bin"
+        cp "$(command -v node)" "$WORK/node/bin/node"
+        cp -r "$(npm root -g)/npm" "$WORK/node/npm"
+        cat > "$WORK/node/Dockerfile" <<'EOF'
+FROM coderun-local/debian:bookworm-slim
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+COPY bin/node /usr/local/bin/node
+COPY npm /usr/local/lib/node_modules/npm
+RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
+ && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
+EOF
+        docker build "${BUILD_NET[@]}" -t "$NODE_IMAGE" "$WORK/node" \
+            > "$WORK/node-image.log" 2>&1 || { tail "$WORK/node-image.log"; exit 1; }
+    fi
+    BUILD_ARGS+=(--build-arg "BUILDER_IMAGE=$RUST_IMAGE" --build-arg "RUNTIME_IMAGE=$RUST_IMAGE"
+        --build-arg "NODE_IMAGE=$NODE_IMAGE")
+    # for compose.yaml
+    export BUILDER_IMAGE=$RUST_IMAGE RUNTIME_IMAGE=$RUST_IMAGE NODE_IMAGE=$NODE_IMAGE
+    ok "local base images: coderun-local/debian:bookworm-slim, $RUST_IMAGE, $NODE_IMAGE"
 fi
 
 # ---------------------------------------------------------------------------------------
@@ -273,7 +298,9 @@ if check ready 240; then :; else
     bad "server did not become ready"
     exit 1
 fi
-if docker logs "$NAME" 2>&1 | grep -q "0.0.0.0:8000"; then
+# (Logs go to a file first: `docker logs | grep -q` fails under pipefail when grep exits early.)
+docker logs "$NAME" > "$WORK/server.log" 2>&1
+if grep -q "0.0.0.0:8000" "$WORK/server.log"; then
     ok "listens on 0.0.0.0:8000 inside the container (reached through the published port)"
 else
     bad "no 0.0.0.0:8000 in the server log"
@@ -287,7 +314,7 @@ else
 fi
 
 # cgroups: the instance cgroup exists below the container's own cgroup while it runs ...
-inst=$(find /sys/fs/cgroup -maxdepth 6 -type d -path "*$cid*" -name 'coderun-*' 2>/dev/null | head -1)
+inst=$(find /sys/fs/cgroup -maxdepth 6 -type d -path "*$cid*" -name 'coderun-*' 2>/dev/null | head -1 || true)
 if [ -n "$inst" ]; then ok "instance cgroup below the container's cgroup: $inst"; else
     bad "no instance cgroup found below the container's cgroup"; fi
 
@@ -302,15 +329,15 @@ stop_s=$(awk "BEGIN { printf \"%.1f\", $(date +%s.%N) - $t0 }")
 wait "$checker" || true
 code=$(docker inspect -f '{{.State.ExitCode}}' "$NAME")
 if [ "$code" = 0 ]; then ok "exit code 0 after ${stop_s} s"; else bad "exit code $code"; fi
-if docker logs "$NAME" 2>&1 | grep -qi "drain"; then
-    ok "the log shows the drain: $(docker logs "$NAME" 2>&1 | grep -i drain | head -1 | cut -c1-160)"
+docker logs "$NAME" > "$WORK/server.log" 2>&1
+if grep -qi "drain" "$WORK/server.log"; then
+    ok "the log shows the drain: $(grep -i drain "$WORK/server.log" | head -1 | cut -c1-160)"
 else
     bad "no drain in the log"
 fi
 left=$(find /sys/fs/cgroup -maxdepth 6 -path "*$cid*" 2>/dev/null || true)
 if [ -z "$left" ]; then ok "no cgroup of the container is left on the host"; else
     bad "cgroups left: $left"; fi
-docker logs "$NAME" > "$WORK/server.log" 2>&1
 docker rm "$NAME" >/dev/null
 
 # ---------------------------------------------------------------------------------------
@@ -370,6 +397,51 @@ EOF
             bad "compose up -d"
         fi
     fi
+fi
+
+# ---------------------------------------------------------------------------------------
+if [ -n "${SUITES:-}" ] && [ "$SUITES" != 0 ]; then
+    [ "$SUITES" = 1 ] && SUITES="api escape limits leaks pool"
+    step "integration suites inside the container: $SUITES"
+    # Built on the host from CONTEXT (which needs tools/node_modules: scripts/setup.sh). Each
+    # suite runs in a container of the image with the settings above, the context mounted
+    # read-only at the same path (the test binaries name it), no network, and a private
+    # cgroup namespace (the tests' own cgroup helper maps /proc/self/cgroup straight onto
+    # /sys/fs/cgroup, which holds only there).
+    [ -d "$CONTEXT/tools/node_modules" ] || echo "note: no $CONTEXT/tools/node_modules: typecheck tests will fail"
+    (cd "$CONTEXT" && cargo test --release --locked --no-run --message-format=json) \
+        > "$WORK/tests.json" 2> "$WORK/tests-build.log" || { tail "$WORK/tests-build.log"; exit 1; }
+    # Tests that cannot hold in any container, by their own guards: the host-files test
+    # needs a pyenv Python on the host, and the server-pid test a server pid too large to
+    # be confused with a box's (a container's pid namespace makes it ~25).
+    void="host_files::host_files_and_install_paths_are_not_in_the_box processes::the_servers_pid_is_not_visible_in_the_box"
+    for suite in $SUITES; do
+        exe=$(python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == sys.argv[2] \
+            and "test" in m["target"]["kind"] and m.get("executable"):
+        print(m["executable"])' "$WORK/tests.json" "$suite" | tail -1)
+        [ -n "$exe" ] || { bad "suite $suite: no test binary"; continue; }
+        docker run --rm --network none --cgroupns private "${RUN_SETTINGS[@]}" \
+            -v "$CONTEXT:$CONTEXT:ro" "$IMAGE" "$exe" --test-threads=2 \
+            > "$WORK/suite-$suite.log" 2>&1 || true
+        result=$(grep '^test result' "$WORK/suite-$suite.log" | tail -1)
+        failures=$(awk '/^failures:$/ { f = 1; next } f && /^    / { print $1 }' \
+            "$WORK/suite-$suite.log" | sort -u)
+        unexpected=""
+        for t in $failures; do
+            case " $void " in *" $t "*) ;; *) unexpected="$unexpected $t" ;; esac
+        done
+        if [ -n "$result" ] && [ -z "$unexpected" ]; then
+            ok "suite $suite: $result${failures:+ (void in a container: $(echo $failures))}"
+        else
+            bad "suite $suite: ${result:-no result} unexpected:${unexpected:- none}"
+            cp "$WORK/suite-$suite.log" "/tmp/coderun-docker-suite-$suite.log"
+            echo "log: /tmp/coderun-docker-suite-$suite.log"
+        fi
+    done
 fi
 
 passed=$((passed + $(grep -c '^PASS' "$WORK/checks.out" || true)))
