@@ -54,6 +54,17 @@ if [ "${SKIP_CONTAINER_SETUP:-0}" != 1 ]; then
         esac
     done
 
+    # cgroup v2 (untested: the test machine is v1). coderun makes its instance cgroup at the
+    # root of the hierarchy it sees, which in a container with its own cgroup namespace is
+    # the container's cgroup; controllers can be enabled for its children only once it
+    # holds no process, so this container's processes move into a leaf first (as Docker's
+    # own docker-in-docker entrypoint does).
+    if [ -f /sys/fs/cgroup/cgroup.controllers ] && [ -s /sys/fs/cgroup/cgroup.procs ]; then
+        mkdir -p /sys/fs/cgroup/init
+        xargs -rn1 </sys/fs/cgroup/cgroup.procs >/sys/fs/cgroup/init/cgroup.procs 2>/dev/null \
+            || warn "cannot move the container's processes into /sys/fs/cgroup/init"
+    fi
+
     # Anything mounted below /proc (Docker's masks) makes it "not fully visible".
     if echo "$mounts" | awk '$1 ~ /^\/proc\// { found = 1 } END { exit !found }'; then
         if ! echo "$mounts" | awk '$1 == "/run/coderun-procfs/proc" { found = 1 } END { exit !found }'; then

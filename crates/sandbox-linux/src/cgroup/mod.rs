@@ -32,13 +32,16 @@
 //! # cgroup v2
 //!
 //! One unified hierarchy; [`Layout`] holds the same directory for all four controllers.
-//! Controllers must be enabled top-down through `cgroup.subtree_control`: the server
-//! enables `+memory +pids +cpu` in its own cgroup and in the instance cgroup. The kernel's
-//! "no internal processes" rule refuses this (`EBUSY`) when the own cgroup is a non-root
-//! cgroup that itself contains processes; the server must then be started in a leaf of a
-//! delegated subtree (e.g. systemd `Delegate=yes` with the server moved into a child
-//! cgroup). Limits: `memory.max`, `memory.swap.max = 0`, `memory.oom.group = 1`, `pids.max`,
-//! `cpu.max`.
+//! Controllers must be enabled top-down through `cgroup.subtree_control`, and the kernel's
+//! "no internal processes" rule refuses that (`EBUSY`) in a non-root cgroup that holds
+//! processes, which the server's own cgroup always does (it holds the server). So on v2 the
+//! instance cgroup `coderun-<instance>` is made at the root of the hierarchy as this process
+//! sees it (like Docker's cgroupfs driver), where the rule does not apply: the server
+//! enables `+memory +pids +cpu` there (systemd hosts already have them) and in the instance
+//! cgroup. Inside a container with its own cgroup namespace that root is the container's
+//! cgroup, which holds the container's processes: they must first move into a leaf (the
+//! container entrypoint does). Limits: `memory.max`, `memory.swap.max = 0`,
+//! `memory.oom.group = 1`, `pids.max`, `cpu.max`.
 //!
 //! # Hybrid hosts
 //!
@@ -157,8 +160,9 @@ impl ControllerDirs {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Layout {
     pub version: Version,
-    /// This process's own cgroup directory per controller (v1: e.g.
-    /// `/sys/fs/cgroup/memory/process_api/<id>`; v2: the unified directory, four times).
+    /// Where instance cgroups are made, per controller. v1: this process's own cgroup (e.g.
+    /// `/sys/fs/cgroup/memory/process_api/<id>`); v2: the root of the unified hierarchy,
+    /// four times (see the module docs for why).
     pub own: ControllerDirs,
     /// True when detected under a `root_prefix` other than `/`: the "cgroupfs" is a plain
     /// directory (unit tests). See the module docs for what changes.
@@ -663,7 +667,11 @@ fn detect_v2(
             .filter(|c| !have.contains(c))
             .collect();
         if missing.is_empty() {
-            return Ok(dir);
+            // Instances go at the root of the hierarchy (as seen by this process: a cgroup
+            // namespace's root), not below our own cgroup: the kernel's "no internal
+            // processes" rule refuses domain controllers in the children of a non-root
+            // cgroup that holds processes, and ours always holds at least this server.
+            return Ok(root_prefix.join(m.mount_point.trim_start_matches('/')));
         }
         notes.push(format!(
             "{} lists [{}], missing [{}]",
@@ -1178,9 +1186,11 @@ mod tests {
         let l = fake_v2(tmp.path());
         assert_eq!(l.version, Version::V2);
         assert!(l.fake_fs);
-        let own = tmp.path().join("sys/fs/cgroup/user.slice/x");
-        assert_eq!(l.own, ControllerDirs::same(own.clone()));
-        assert_eq!(l.own.distinct(), vec![own]);
+        // Instances go at the hierarchy's root, not below our own (non-root) cgroup, whose
+        // children could not get controllers while it holds this process.
+        let root = tmp.path().join("sys/fs/cgroup");
+        assert_eq!(l.own, ControllerDirs::same(root.clone()));
+        assert_eq!(l.own.distinct(), vec![root]);
     }
 
     #[test]
@@ -1530,8 +1540,7 @@ mod tests {
     fn create_fails_without_parent_and_rejects_symlinks() {
         let tmp = tempfile::tempdir().unwrap();
         let l = fake_v2(tmp.path());
-        fs::remove_file(l.own.memory.join("cgroup.controllers")).unwrap();
-        fs::remove_dir(&l.own.memory).unwrap();
+        fs::remove_dir_all(&l.own.memory).unwrap();
         assert!(matches!(
             l.create_instance("x"),
             Err(CgroupError::CreateDir { .. })
