@@ -75,6 +75,10 @@ def flood(f):
     while True:
         f.write(chunk)
         f.flush()
+# Both streams have output before either floods: which one reaches the cap first is up to
+# the scheduler, and the cap may end the run before the other thread ever wrote.
+sys.stdout.write("y"); sys.stdout.flush()
+sys.stderr.write("y"); sys.stderr.flush()
 threading.Thread(target=flood, args=(sys.stderr,), daemon=True).start()
 flood(sys.stdout)
 "#;
