@@ -75,10 +75,10 @@ pub fn helper_main() -> i32 {
         .and_then(|_| protocol::write_frame(&mut out, &stderr))
         .and_then(|_| out.flush());
     drop(out);
-    // The server answers its client as soon as it has read the report: the box (already
-    // empty, its init reaped) is removed after that, off the request's critical path. The
-    // server keeps this helper registered until it exits, and the uid slot stays held until
-    // the cgroup is gone.
+    // The server answers its client as soon as it has read the report: the box (every
+    // process of the program already dead; init perhaps still unmounting the box's root) is
+    // removed after that, off the request's critical path. The server keeps this helper
+    // registered until it exits, and the uid slot stays held until the cgroup is gone.
     drop(teardown);
     i32::from(written.is_err())
 }
@@ -97,8 +97,8 @@ fn fail_msg(step: &str, message: impl std::fmt::Display) -> ReportError {
     }
 }
 
-/// What is left of a box once its init has been reaped: its cgroup and state dir, then its
-/// uid slot (fields drop in this order).
+/// What is left of a box once its program is over: init (reaped here if it was still
+/// exiting), the cgroup and state dir, then the uid slot (fields drop in this order).
 struct Teardown {
     _cleanup: Cleanup,
     _slot: Slot,
@@ -784,4 +784,25 @@ fn supervise(
         collected,
         init_reaped: !init_alive,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finished_is_recognised_only_as_a_whole_line() {
+        let started = b"\"Started\"\n".to_vec();
+        assert!(!has_finished(&started));
+        let finished =
+            br#"{"Finished":{"termination":{"Exited":0},"wall_time_us":5,"collected":false}}"#;
+        let mut both = started.clone();
+        both.extend_from_slice(finished);
+        both.push(b'\n');
+        assert!(has_finished(&both));
+        // Half a line (init still writing it) is not a report yet.
+        let mut half = started;
+        half.extend_from_slice(&finished[..20]);
+        assert!(!has_finished(&half));
+    }
 }
