@@ -349,12 +349,7 @@ fn response_matches_spec(
     method: &str,
     resp: reqwest::blocking::Response,
 ) -> u16 {
-    let status = resp.status().as_u16();
-    let ctype = resp.headers()["content-type"]
-        .to_str()
-        .expect("content-type")
-        .to_string();
-    let body = resp.text().expect("body");
+    let (status, ctype, body, _) = parts(resp);
     assert_answer_matches_spec(spec, path, method, status, &ctype, &body);
     status
 }
@@ -728,7 +723,11 @@ fn fetch(
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let resp = req.send().expect("GET");
+    parts(req.send().expect("GET"))
+}
+
+/// A response as (status, content type, body text, headers).
+fn parts(resp: reqwest::blocking::Response) -> (u16, String, String, reqwest::header::HeaderMap) {
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let ctype = headers
@@ -909,19 +908,12 @@ fn guard_answers_match_the_spec_route_by_route() {
         if let Some(ip) = from {
             req = req.header("x-forwarded-for", ip);
         }
-        let resp = req.send().expect("send");
-        let status = resp.status().as_u16();
-        let headers = resp.headers().clone();
-        let ctype = headers
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        (status, ctype, headers, resp.text().expect("body"))
+        parts(req.send().expect("send"))
     };
     for (i, (path, method)) in ROUTES.into_iter().enumerate() {
         let documents = |code: &str| spec["paths"][path][method]["responses"][code].is_object();
         let who = format!("198.51.100.{}", i + 1);
-        let (status, ctype, headers, body) = send(path, method, None, Some(&who));
+        let (status, ctype, body, headers) = send(path, method, None, Some(&who));
         if documents("401") {
             assert_eq!(status, 401, "{method} {path} without a key: {body}");
             assert_eq!(headers["www-authenticate"], "Bearer");
@@ -935,7 +927,7 @@ fn guard_answers_match_the_spec_route_by_route() {
         answers.extend((0..4).map(|_| send(path, method, Some(LIMITED), None)));
         let limited = answers.iter().find(|a| a.0 == 429);
         match (documents("429"), limited) {
-            (true, Some((status, ctype, headers, body))) => {
+            (true, Some((status, ctype, body, headers))) => {
                 assert_answer_matches_spec(&spec, path, method, *status, ctype, body);
                 let wait = headers["retry-after"].to_str().unwrap();
                 assert!(
@@ -944,7 +936,7 @@ fn guard_answers_match_the_spec_route_by_route() {
                 );
             }
             (true, None) => panic!("{method} {path}: never rate limited"),
-            (false, Some(a)) => panic!("{method} {path}: undocumented 429: {}", a.3),
+            (false, Some(a)) => panic!("{method} {path}: undocumented 429: {}", a.2),
             (false, None) => {}
         }
     }
@@ -963,19 +955,7 @@ fn guard_answers_match_the_spec_route_by_route() {
 fn draining_answers_match_the_spec() {
     let s = Server::start_with("[server]\nshutdown_grace_s = 30\n", &[]);
     let spec = spec();
-    let tag = nonce();
-    std::thread::scope(|scope| {
-        let run = scope.spawn(|| {
-            s.run(json!({"language": "python", "code": "import sys, time\ntime.sleep(2)\nprint(sys.argv[1])", "args": [tag]}))
-        });
-        let started = std::time::Instant::now();
-        while processes_containing(&tag).is_empty() {
-            assert!(started.elapsed().as_secs() < 20, "the run did not start");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        // SAFETY: signalling the server process this test started.
-        unsafe { libc::kill(s.pid as i32, libc::SIGTERM) };
-        std::thread::sleep(std::time::Duration::from_millis(300));
+    let (done, _) = sigterm_during_a_run(&s, || {
         let (status, ctype, body, _) = fetch(s.client(), &s, "/health", &[]);
         assert_eq!(status, 503, "{body}");
         assert_answer_matches_spec(&spec, "/health", "get", status, &ctype, &body);
@@ -990,6 +970,6 @@ fn draining_answers_match_the_spec() {
             .send()
             .expect("POST during drain");
         assert_eq!(response_matches_spec(&spec, "/execute", "post", resp), 503);
-        assert_eq!(run.join().expect("run")["status"], "ok");
     });
+    assert_eq!(done["status"], "ok");
 }

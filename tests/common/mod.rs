@@ -337,3 +337,111 @@ pub fn hash_key(key: &str) -> String {
         .trim()
         .to_string()
 }
+
+const CONFINED_PROBE: &str = r#"
+import json, os, sys
+try:
+    init = open("/proc/1/cmdline", "rb").read().hex()
+except OSError as e:
+    init = "unreadable errno %d" % e.errno
+print(json.dumps({
+    "pid": os.getpid(),
+    "uid": os.getuid(),
+    "euid": os.geteuid(),
+    "init": init,
+    "root": sorted(os.listdir("/")),
+    "visible": [p for p in sys.argv[1:] if os.path.exists(p)],
+}))
+"#;
+
+/// Refuses (panics) unless a program in the box runs in its own pid namespace (small pid), as
+/// uid 1000 (not root), and sees neither the host's init, the host's root directory nor host
+/// files. Called first by every hostile test (escape and limits suites).
+pub fn assert_confined(server: &Server) {
+    let repo_file = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    let host_bin = env!("CARGO_BIN_EXE_coderun");
+    let r = server.run(json!({
+        "language": "python",
+        "code": CONFINED_PROBE,
+        "args": [repo_file, host_bin, "/root", "/work/main/Cargo.toml", "/home", "/run/coderun",
+                 "/etc/shadow", "/var"],
+    }));
+    assert_eq!(
+        status(&r),
+        "ok",
+        "confinement probe did not run, refusing to run hostile tests: {}",
+        brief(&r)
+    );
+    let line = stdout(&r).trim();
+    let probe: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("confinement probe printed {line:?}: {e}"));
+    let host_init: String = std::fs::read("/proc/1/cmdline")
+        .expect("host /proc/1/cmdline")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut host_root: Vec<String> = std::fs::read_dir("/")
+        .expect("host /")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    host_root.sort();
+    let pid = probe["pid"].as_u64().unwrap_or(u64::MAX);
+    let mut problems = Vec::new();
+    if pid >= 10 {
+        problems.push(format!("pid {pid} is not small: no own pid namespace?"));
+    }
+    if probe["uid"] != 1000 || probe["euid"] != 1000 {
+        problems.push(format!(
+            "uid {} euid {} instead of 1000",
+            probe["uid"], probe["euid"]
+        ));
+    }
+    if probe["init"].as_str() == Some(host_init.as_str()) {
+        problems.push("/proc/1 is the host's init".to_string());
+    }
+    if probe["root"] == json!(host_root) {
+        problems.push(format!("/ lists like the host's root: {}", probe["root"]));
+    }
+    if probe["visible"].as_array().is_none_or(|v| !v.is_empty()) {
+        problems.push(format!("host paths visible: {}", probe["visible"]));
+    }
+    if !problems.is_empty() {
+        panic!("NOT CONFINED, refusing to run a hostile test: {problems:?} (probe: {line})");
+    }
+}
+
+/// Waits (polling every 50 ms) until `ok` holds, failing after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends SIGTERM to a server (without waiting for it).
+pub fn sigterm(s: &Server) {
+    // SAFETY: signalling the server process this test started.
+    unsafe { libc::kill(s.pid as i32, libc::SIGTERM) };
+}
+
+/// Starts a 2-second Python run that prints its nonce, SIGTERMs the server once the run is
+/// in flight, gives the server 300 ms to start draining, then calls `during`. Returns the
+/// run's answer and its nonce.
+pub fn sigterm_during_a_run(s: &Server, during: impl FnOnce()) -> (Value, String) {
+    let tag = nonce();
+    let done = std::thread::scope(|scope| {
+        let run = scope.spawn(|| {
+            s.run(json!({"language": "python", "code": "import sys, time\ntime.sleep(2)\nprint(sys.argv[1])", "args": [tag]}))
+        });
+        wait_until("the run started", Duration::from_secs(10), || {
+            !processes_containing(&tag).is_empty()
+        });
+        sigterm(s);
+        std::thread::sleep(Duration::from_millis(300));
+        during();
+        run.join().expect("run")
+    });
+    (done, tag)
+}

@@ -9,14 +9,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The instance dir of the server with `pid` under a state root.
 fn instance_of(state: &Path, pid: u32) -> (String, PathBuf) {
     let prefix = format!("{pid}-");
@@ -148,12 +140,6 @@ fn server_with_grace(grace_s: u64) -> (tempfile::TempDir, Server, String, PathBu
     (state, s, id, dir)
 }
 
-/// Sends SIGTERM to a server (without waiting for it).
-fn sigterm(s: &Server) {
-    // SAFETY: signalling the server process this test started.
-    unsafe { libc::kill(s.pid as i32, libc::SIGTERM) };
-}
-
 /// Waits for the server process to exit and returns its exit code.
 fn wait_exit(s: &Server, timeout: Duration) -> i32 {
     let deadline = Instant::now() + timeout;
@@ -182,16 +168,7 @@ fn wait_exit(s: &Server, timeout: Duration) -> i32 {
 #[test]
 fn sigterm_drains_in_flight_runs_then_exits_clean() {
     let (_state, s, id, dir) = server_with_grace(30);
-    let tag = nonce();
-    std::thread::scope(|scope| {
-        let run = scope.spawn(|| {
-            s.run(json!({"language": "python", "code": "import sys, time\ntime.sleep(2)\nprint(sys.argv[1])", "args": [tag]}))
-        });
-        wait_until("the run started", Duration::from_secs(10), || {
-            !processes_containing(&tag).is_empty()
-        });
-        sigterm(&s);
-        std::thread::sleep(Duration::from_millis(300));
+    let (done, tag) = sigterm_during_a_run(&s, || {
         let (status, health) = s.get("/health");
         assert_eq!(status, 503, "{health}");
         assert_eq!(health["status"], "draining", "{health}");
@@ -205,10 +182,9 @@ fn sigterm_drains_in_flight_runs_then_exits_clean() {
         assert!(resp.headers().contains_key("retry-after"));
         let body: Value = resp.json().expect("json");
         assert_eq!(body["code"], "draining", "{body}");
-        let done = run.join().expect("run");
-        assert_eq!(done["status"], "ok", "{done}");
-        assert_eq!(done["output"], format!("{tag}\n"));
     });
+    assert_eq!(done["status"], "ok", "{done}");
+    assert_eq!(done["output"], format!("{tag}\n"));
     assert_eq!(wait_exit(&s, Duration::from_secs(30)), 0);
     assert!(!dir.exists(), "instance state dir left: {}", dir.display());
     for d in instance_cgroup_dirs(&id) {
