@@ -162,29 +162,14 @@ pub fn transpile(source: &str, filename: &str) -> Result<String, TranspileError>
     }
     let mut program = parsed.program;
 
-    let semantic = SemanticBuilder::new()
-        .with_check_syntax_error(true)
-        .with_excess_capacity(2.0)
-        .with_enum_eval(true)
-        .build(&program);
-    if semantic.diagnostics.has_errors() {
-        return Err(syntax_error(
-            filename,
-            source,
-            semantic.diagnostics.errors(),
-            false,
-        ));
-    }
-    let mut scoping = semantic.semantic.into_scoping();
-
-    // oxc's namespace transform does not resolve names across merged
-    // namespace declarations; qualify such references first (see
-    // `namespaces.rs`), then recompute the semantic data for the new AST.
-    if namespaces::qualify_namespace_members(&allocator, &mut program, &scoping) {
+    // Scopes and symbols for the transformer; `check` also runs the syntax checks that the
+    // parser leaves to semantic analysis.
+    let analyse = |program: &oxc_ast::ast::Program<'_>, check: bool| {
         let semantic = SemanticBuilder::new()
+            .with_check_syntax_error(check)
             .with_excess_capacity(2.0)
             .with_enum_eval(true)
-            .build(&program);
+            .build(program);
         if semantic.diagnostics.has_errors() {
             return Err(syntax_error(
                 filename,
@@ -193,7 +178,15 @@ pub fn transpile(source: &str, filename: &str) -> Result<String, TranspileError>
                 false,
             ));
         }
-        scoping = semantic.semantic.into_scoping();
+        Ok(semantic.semantic.into_scoping())
+    };
+    let mut scoping = analyse(&program, true)?;
+
+    // oxc's namespace transform does not resolve names across merged
+    // namespace declarations; qualify such references first (see
+    // `namespaces.rs`), then recompute the semantic data for the new AST.
+    if namespaces::qualify_namespace_members(&allocator, &mut program, &scoping) {
+        scoping = analyse(&program, false)?;
     }
 
     let options = TransformOptions {
