@@ -25,7 +25,9 @@ use coderun_sandbox::{FileSource, LimitHit, Termination};
 
 use crate::cgroup::{BoxCgroup, CgroupLimits};
 use crate::confine::{self, InitMessage, InputContent, Plan};
-use crate::protocol::{self, ExecHeader, Handoff, Report, ReportError, ReportOutcome, Request};
+use crate::protocol::{
+    self, ExecHeader, Handoff, Mode, Report, ReportError, ReportOutcome, Request,
+};
 use crate::rlimit::Rlimits;
 use crate::rootfs::RootPlan;
 use crate::sys::{self, close, cvt};
@@ -175,7 +177,7 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
             .create_box(&req.box_name, &cg_limits)
             .map_err(|e| fail_msg("cgroup", e))?;
         cleanup.cgroup = Some(cg);
-        if req.pooled {
+        if req.mode.pooled() {
             // Warming up is background work: it must not slow the programs being run.
             if let Some(cg) = &cleanup.cgroup {
                 cg.set_background(true)
@@ -232,7 +234,7 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
     let (stderr_r, stderr_w) = sys::pipe().map_err(fail("pipe"))?;
     let (go_r, go_w) = sys::pipe().map_err(fail("pipe"))?;
     let (report_r, report_w) = sys::pipe().map_err(fail("pipe"))?;
-    let handoff = if req.pooled {
+    let handoff = if req.mode.pooled() {
         Some(sys::pipe().map_err(fail("pipe"))?)
     } else {
         None
@@ -257,7 +259,7 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
         filter,
         stdio: [stdin_r, stdout_w, stderr_w],
         handoff: handoff.map(|(r, _)| r),
-        park: req.pooled && req.parked,
+        park: req.mode == Mode::Parked,
         go: go_r,
         report: report_w,
     };
@@ -309,7 +311,7 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
     let already_started = match handoff_w {
         None => false,
         Some(handoff_w) => {
-            wait_started(&report_r, req.parked)?;
+            wait_started(&report_r, req.mode == Mode::Parked)?;
             let mut out = io::stdout().lock();
             protocol::write_frame(&mut out, br#"{"ready":true}"#)
                 .and_then(|_| out.flush())
@@ -329,7 +331,7 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
                     .map_err(|e| fail_msg("cgroup (foreground weight)", e))?;
             }
             // The runner reads to EOF; a runner that died meanwhile shows up as its exit.
-            match (&handoff.exec, req.parked) {
+            match (&handoff.exec, req.mode == Mode::Parked) {
                 (Some(exec), true) => {
                     let _ = send_exec(handoff_w.as_raw_fd(), exec)?;
                 }

@@ -57,7 +57,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cgroup::Layout;
 use crate::instance::Instance;
-use crate::protocol::{Report, Request};
+use crate::protocol::{Mode, Report, Request};
 use crate::store::Store;
 
 /// Settings of the native backend.
@@ -196,7 +196,7 @@ impl LinuxBackend {
     /// Starts a helper for `spec` and sends it the request (a pooled box also gets its empty
     /// stdin frame and is waited for until it reports ready).
     async fn spawn_helper(&self, spec: BoxSpec, mode: Mode) -> Result<Helper, SandboxError> {
-        let pooled = mode != Mode::Fresh;
+        let pooled = mode.pooled();
         if spec.argv.is_empty() {
             return Err(SandboxError::InvalidSpec("argv is empty".into()));
         }
@@ -227,8 +227,7 @@ impl LinuxBackend {
             cgroup: self.cgroup.clone(),
             mounts,
             seccomp_policy: self.config.seccomp_policy.clone(),
-            pooled,
-            parked: mode == Mode::Parked,
+            mode,
         };
         let header =
             serde_json::to_vec(&request).map_err(|e| SandboxError::Helper(e.to_string()))?;
@@ -280,17 +279,6 @@ impl LinuxBackend {
         }
         Ok(helper)
     }
-}
-
-/// What a helper is started for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Run the spec's program now.
-    Fresh,
-    /// Start the spec's program (a runner) now, then wait for a hand-off.
-    Runner,
-    /// Confine a process up to its exec, then wait for a hand-off naming the program.
-    Parked,
 }
 
 /// A running box helper, talked to over its stdin/stdout.

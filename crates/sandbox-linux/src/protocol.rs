@@ -38,14 +38,27 @@ pub struct Request {
     pub mounts: Vec<(PathBuf, PathBuf)>,
     /// The seccomp policy text to compile and install.
     pub seccomp_policy: String,
-    /// A pooled box: start the program (a runner) at once, answer a `{"ready":true}` frame,
-    /// then wait for a [`Handoff`] and the program's stdin.
-    #[serde(default)]
-    pub pooled: bool,
-    /// With `pooled`: park the program's process just before its exec; the hand-off's
+    /// What the helper is started for.
+    pub mode: Mode,
+}
+
+/// What a helper is started for. The two pooled modes answer a `{"ready":true}` frame once
+/// the box is set up, then wait for a [`Handoff`] and the program's stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    /// Run the spec's program now.
+    Fresh,
+    /// Start the spec's program (a runner) now; it waits on its fd 3 for the program.
+    Runner,
+    /// Confine the program's process up to its exec and park it there; the hand-off's
     /// [`Handoff::exec`] says what to execute.
-    #[serde(default)]
-    pub parked: bool,
+    Parked,
+}
+
+impl Mode {
+    pub fn pooled(self) -> bool {
+        self != Mode::Fresh
+    }
 }
 
 /// What a pooled box receives when a request takes it.
