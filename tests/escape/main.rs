@@ -62,20 +62,6 @@ pub fn probe(r: &Value) -> Value {
         .unwrap_or_else(|e| panic!("probe printed {line:?} ({e}): {}", brief(r)))
 }
 
-/// Runs every request at once (one thread each); answers in the same order.
-pub fn run_all(s: &Server, bodies: Vec<Value>) -> Vec<Value> {
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = bodies
-            .into_iter()
-            .map(|b| sc.spawn(move || s.run(b)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
-}
-
 /// Host uid (real, effective) of a live process, if it still exists.
 pub fn host_uids(pid: u32) -> Option<(u32, u32)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -59,20 +59,6 @@ pub fn assert_killed_by(r: &Value, want_status: &str, sentences: &[&str]) {
     );
 }
 
-/// Runs every request at once (one thread each); answers in the same order.
-pub fn run_all(s: &Server, bodies: Vec<Value>) -> Vec<Value> {
-    std::thread::scope(|sc| {
-        let handles: Vec<_> = bodies
-            .into_iter()
-            .map(|b| sc.spawn(move || s.run(b)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
-    })
-}
-
 /// What [`run_watching`] saw.
 pub struct Watched {
     pub resp: Value,
