@@ -363,6 +363,11 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthBody>)
                     .into_iter()
                     .map(|(k, v)| (k, v as u64))
                     .collect(),
+                pool_max: engine
+                    .pools()
+                    .into_iter()
+                    .map(|(k, p)| (k, p.max as u64))
+                    .collect(),
                 languages: h.languages.into_iter().map(Into::into).collect(),
             }),
             None => not_ready(NotReadyStatus::Starting),

@@ -212,6 +212,7 @@ pub struct LanguageList {
 #[schema(example = json!({
     "status": "healthy", "backend": "linux", "sandbox": {"ok": true, "error": null},
     "checked_at": 1_700_000_000, "running": 0, "queued": 0, "pools": {"python/run": 2},
+    "pool_max": {"python/run": 8},
     "languages": [{"name": "python", "display_name": "Python", "aliases": ["py", "python3"],
         "compiled": false, "available": true, "version": "Python 3.11.2", "error": null}]
 }))]
@@ -228,6 +229,8 @@ pub struct HealthReport {
     pub queued: u64,
     /// Ready boxes per warm pool (`<language>/<step>`).
     pub pools: BTreeMap<String, u64>,
+    /// How far each warm pool grows once requests drain it (it shrinks back after idling).
+    pub pool_max: BTreeMap<String, u64>,
     pub languages: Vec<LanguageInfo>,
 }
 

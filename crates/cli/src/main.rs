@@ -300,10 +300,10 @@ async fn serve(
     tracing::info!(addr = %listener.local_addr()?, instance = service.backend.instance_id(), "coderun listening");
     let grace = std::time::Duration::from_secs(config.server.shutdown_grace_s);
     let engine = service.engine.clone();
-    let backend = service.backend.clone();
     // On SIGTERM/SIGINT: drain (health says so, new runs get 503 + Retry-After, the port
-    // stays open) until in-flight runs finish or the grace period ends, then kill what is
-    // left and stop accepting.
+    // stays open) until the runs whose clients still wait finish (a run whose client went
+    // away has already ended) or the grace period ends, then kill what is left and stop
+    // accepting.
     let shutdown = async move {
         shutdown_signal().await;
         draining.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -316,7 +316,7 @@ async fn serve(
         let left = engine.running() + engine.queued();
         if left > 0 {
             tracing::warn!(left, "grace period over: killing the runs still in flight");
-            backend.kill_all_boxes();
+            engine.kill_all();
         }
     };
     serve_http(listener, app, shutdown, config.server.header_read_timeout_s).await;
@@ -457,13 +457,13 @@ async fn doctor(config: Config, languages_dir: Option<PathBuf>) -> anyhow::Resul
             println!("       fix: {fix}");
         }
     };
-    for c in coderun_sandbox_linux::host_checks() {
-        failed |= !c.ok;
-        print(c.ok, &c.name, &c.detail, c.fix.as_deref());
-    }
     let service = match build(&config, languages_dir.as_deref()) {
         Ok(s) => s,
         Err(e) => {
+            // No backend: say what the host lacks, then why the sandbox could not start.
+            for c in coderun_sandbox_linux::host_checks() {
+                print(c.ok, &c.name, &c.detail, c.fix.as_deref());
+            }
             print(
                 false,
                 "sandbox",
@@ -473,32 +473,16 @@ async fn doctor(config: Config, languages_dir: Option<PathBuf>) -> anyhow::Resul
             return Ok(1);
         }
     };
-    match service.backend.cgroup_version() {
-        Some(coderun_sandbox_linux::cgroup::Version::V1) => {
-            print(
-                true,
-                "cgroup v1",
-                "memory, pids, cpu, cpuacct usable (instance cgroup created)",
-                None,
-            );
-            print(true, "cgroup v2", "not verified on this host (v1 is in use; v2 support is tested only against a temp-dir hierarchy)", None);
-        }
-        Some(coderun_sandbox_linux::cgroup::Version::V2) => {
-            print(
-                true,
-                "cgroup v2",
-                "memory, pids, cpu usable (instance cgroup created)",
-                None,
-            );
-        }
-        None => {}
+    for c in service.engine.host_checks() {
+        failed |= !c.ok;
+        print(c.ok, &c.name, &c.detail, c.fix.as_deref());
     }
     let health = service.engine.self_check().await;
     let detail = if health.sandbox_ok {
         "a real box ran (user/pid/mount/net/ipc/uts/cgroup namespaces, seccomp, rlimits)"
             .to_string()
     } else {
-        health.sandbox_error.clone().unwrap_or_default()
+        health.sandbox_detail.clone().unwrap_or_default()
     };
     failed |= !health.sandbox_ok;
     print(
@@ -510,12 +494,12 @@ async fn doctor(config: Config, languages_dir: Option<PathBuf>) -> anyhow::Resul
     );
     for l in &health.languages {
         failed |= !l.available;
-        match (&l.version, &l.error) {
+        match (&l.version, l.detail.as_ref().or(l.error.as_ref())) {
             (Some(v), _) => print(true, &format!("language {}", l.name), v, None),
             (None, e) => print(
                 false,
                 &format!("language {}", l.name),
-                e.as_deref().unwrap_or("unavailable"),
+                e.map_or("unavailable", |e| e.as_str()),
                 Some("install the runtime or fix its language file"),
             ),
         }

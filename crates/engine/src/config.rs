@@ -61,8 +61,15 @@ pub struct EngineConfig {
     pub compile_cache_dir: Option<std::path::PathBuf>,
     /// Size cap of the compile cache (LRU); 0 disables it.
     pub compile_cache_mb: u64,
-    /// Warm boxes kept ready per pooled language step; 0 disables the pools.
-    pub pool_size: usize,
+    /// Warm boxes kept ready per pooled language step while it is quiet (a language file's
+    /// `[run.pool] min` overrides it).
+    pub pool_min: usize,
+    /// How far a pool grows once requests drain it; 0 disables the pools.
+    pub pool_max: usize,
+    /// Seconds without a request after which a grown pool shrinks back to its minimum.
+    pub pool_idle_s: u64,
+    /// Shorthand for a fixed size: `pool_min = pool_max = pool_size` (0 disables the pools).
+    pub pool_size: Option<usize>,
     /// Optional denylist: language name → substrings a request's code and files may not
     /// contain (422). Off by default. Defence in depth only: the sandbox is the boundary, and
     /// a denylist is always bypassable by a determined program.
@@ -102,7 +109,10 @@ impl Default for EngineConfig {
             self_check_interval_s: 60,
             compile_cache_dir: None,
             compile_cache_mb: 512,
-            pool_size: 2,
+            pool_min: 2,
+            pool_max: 8,
+            pool_idle_s: 60,
+            pool_size: None,
             denylist: std::collections::BTreeMap::new(),
         }
     }
@@ -117,8 +127,22 @@ impl EngineConfig {
         }
     }
 
+    /// The pool bounds (min, max) in force, after the `pool_size` shorthand.
+    pub fn pool_bounds(&self) -> (usize, usize) {
+        match self.pool_size {
+            Some(n) => (n, n),
+            None => (self.pool_min.min(self.pool_max), self.pool_max),
+        }
+    }
+
     /// Checks that defaults fit under maxima and nothing is zero that must not be.
     pub fn validate(&self) -> Result<(), String> {
+        if self.pool_size.is_none() && self.pool_min > self.pool_max {
+            return Err(format!(
+                "pool_min = {} must be <= pool_max = {}",
+                self.pool_min, self.pool_max
+            ));
+        }
         let checks = [
             ("wall_time_ms", self.wall_time_ms, self.max_wall_time_ms),
             ("memory_mb", self.memory_mb, self.max_memory_mb),

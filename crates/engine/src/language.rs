@@ -88,25 +88,22 @@ pub struct CompileDef {
     /// Flags added to the command when a request sets `typecheck: true`.
     #[serde(default)]
     pub typecheck_flags: Vec<String>,
-    /// How to keep compile boxes ready ahead of time (requests without flags only).
+    /// Warm compile boxes (used by requests without flags only).
     pub pool: Option<PoolDef>,
 }
 
-/// A warm, single-use box: `command` starts ahead of time and waits on fd 3 for the
-/// program's files and arguments (see runners/). Without a `command` the box is *parked*:
-/// set up and confined up to the exec, it is handed the step's own command and files (for
-/// steps with nothing to start early: a compiler, a compiled binary). Used only when every
-/// runtime it needs is there.
-#[derive(Debug, Clone, Deserialize)]
+/// Warm boxes for a step: set up ahead of time by the backend (how is the backend's
+/// business), each used once. The sizes default to the engine's `pool_min`, `pool_max` and
+/// `pool_idle_s`; a table with nothing in it keeps the defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolDef {
-    #[serde(default)]
-    pub command: Vec<String>,
-    /// Runtimes mounted besides the step's own.
-    #[serde(default)]
-    pub runtimes: Vec<String>,
-    /// The file the runner runs (default: the source file).
-    pub main: Option<String>,
+    /// Boxes kept ready while the step is quiet.
+    pub min: Option<usize>,
+    /// How far the pool grows once requests drain it.
+    pub max: Option<usize>,
+    /// Seconds without a request before a grown pool shrinks back to `min`.
+    pub idle_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -184,17 +181,11 @@ impl LanguageFile {
             .iter()
             .chain(self.compile.iter().flat_map(|c| c.pool.iter()));
         for pool in pools {
-            if pool.command.first().is_some_and(|c| !c.starts_with('/')) {
-                return Err(bad(
-                    "pool.command must start with an absolute path inside the box".into(),
-                ));
+            if let (Some(min), Some(max)) = (pool.min, pool.max) {
+                if min > max {
+                    return Err(bad(format!("pool.min = {min} must be <= pool.max = {max}")));
+                }
             }
-            if pool.command.is_empty() && pool.main.is_some() {
-                return Err(bad(
-                    "pool.main is for a runner (pool.command); a parked pool runs the step's command".into(),
-                ));
-            }
-            used.extend(pool.runtimes.iter());
         }
         if let Some(c) = &self.compile {
             if c.command.is_empty() || !c.command[0].starts_with('/') {

@@ -3,21 +3,36 @@
 //! It knows nothing of HTTP and makes no system calls of its own: every program (and every
 //! compiler) runs through a [`coderun_sandbox::Backend`]. The only host commands it runs are
 //! the language files' `locate` commands, once at start-up, to find runtimes.
+//!
+//! A request reads forward: [`plan`] (check it, work out its limits), admission (a run slot
+//! or a place in the queue), [`compile`] (with the compile cache), the run [`step`], then
+//! [`result`] (what the client is told). Every stage holds what it took in a guard, so a
+//! request dropped at any await (client gone, deadline, shutdown) gives back its slot and
+//! its place in the counters, and the backend ends its box.
 
 pub mod cache;
+mod compile;
 pub mod config;
+pub mod health;
 pub mod language;
-mod pipeline;
+mod plan;
 mod pool;
+mod result;
+mod runtimes;
+mod step;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
 use coderun_sandbox::{Backend, RuntimeMount, SandboxError};
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::compile::CompileResult;
+use crate::step::Step;
 
 pub use config::EngineConfig;
 pub use language::LanguageFile;
@@ -87,8 +102,9 @@ pub enum EngineError {
         requested: String,
         supported: Vec<String>,
     },
-    #[error("language '{language}' is not available on this server: {reason}")]
-    LanguageUnavailable { language: String, reason: String },
+    /// The client reads only the sentence; `detail` (host paths) goes to the log.
+    #[error("language '{language}' is not available on this server: its runtime is not installed or does not work here; the operator can run `coderun doctor`")]
+    LanguageUnavailable { language: String, detail: String },
     #[error("the server is at capacity ({running} running, {queued} queued); retry in {retry_after_s} s")]
     Overloaded {
         running: usize,
@@ -99,6 +115,19 @@ pub enum EngineError {
     Sandbox(#[from] SandboxError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+impl EngineError {
+    /// Everything known about the error, host details included: for the log and `doctor`,
+    /// never for a client.
+    pub fn detail(&self) -> String {
+        match self {
+            EngineError::LanguageUnavailable { language, detail } => {
+                format!("language {language}: {detail}")
+            }
+            other => other.to_string(),
+        }
+    }
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> EngineError {
@@ -112,13 +141,14 @@ fn invalid(field: &str, message: impl Into<String>) -> EngineError {
 #[derive(Debug)]
 pub(crate) struct Language {
     pub file: LanguageFile,
-    /// Runtime name → its mount, or why it could not be found.
+    /// Runtime name → its mount, or why it could not be found (host details).
     pub mounts: BTreeMap<String, Result<RuntimeMount, String>>,
     /// Runtimes that may be missing without making the language unavailable.
     pub optional: Vec<String>,
 }
 
 impl Language {
+    /// The mounts of these runtimes; a missing optional one is left out.
     fn mounts_for(&self, names: &[String]) -> Result<Vec<RuntimeMount>, EngineError> {
         names
             .iter()
@@ -127,22 +157,11 @@ impl Language {
                 Some(Ok(m)) => Ok(m.clone()),
                 Some(Err(reason)) => Err(EngineError::LanguageUnavailable {
                     language: self.file.name.clone(),
-                    reason: reason.clone(),
+                    detail: reason.clone(),
                 }),
                 None => Err(EngineError::Internal(format!("runtime {n} not resolved"))),
             })
             .collect()
-    }
-
-    /// Like `mounts_for`, but a missing optional runtime is an error too (a pool needs all).
-    fn mounts_for_all(&self, names: &[String]) -> Result<Vec<RuntimeMount>, EngineError> {
-        if names
-            .iter()
-            .any(|n| matches!(self.mounts.get(n), Some(Err(_))))
-        {
-            return Err(EngineError::Internal("a runtime is missing".into()));
-        }
-        self.mounts_for(names)
     }
 
     fn all_mounts(&self) -> Result<Vec<RuntimeMount>, EngineError> {
@@ -160,7 +179,11 @@ pub struct LanguageHealth {
     pub compiled: bool,
     pub available: bool,
     pub version: Option<String>,
+    /// Why it is unavailable, in a sentence a client may read.
     pub error: Option<String>,
+    /// The host details behind `error` (paths, output): for the log and `doctor` only.
+    #[serde(skip)]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -168,10 +191,39 @@ pub struct Health {
     pub healthy: bool,
     pub backend: String,
     pub sandbox_ok: bool,
+    /// Why the sandbox failed its self-check, in a sentence a client may read.
     pub sandbox_error: Option<String>,
+    /// The host details behind `sandbox_error`: for the log and `doctor` only.
+    #[serde(skip)]
+    pub sandbox_detail: Option<String>,
     /// Unix seconds of the self-check this reports.
     pub checked_at: u64,
     pub languages: Vec<LanguageHealth>,
+}
+
+/// A warm pool as `/health` and `/metrics` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PoolStatus {
+    pub ready: usize,
+    pub min: usize,
+    pub max: usize,
+}
+
+/// One more in a counter for as long as it lives.
+struct Gauge<'a>(&'a AtomicUsize);
+
+impl<'a> Gauge<'a> {
+    /// Counts one in; returns the count before.
+    fn enter(counter: &'a AtomicUsize) -> (Gauge<'a>, usize) {
+        let before = counter.fetch_add(1, Ordering::AcqRel);
+        (Gauge(counter), before)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 pub struct Engine {
@@ -206,13 +258,13 @@ impl Engine {
         std::fs::create_dir_all(&scratch).map_err(|e| {
             EngineError::Internal(format!("cannot create {}: {e}", scratch.display()))
         })?;
-        let languages = files
+        let languages: Vec<Language> = files
             .into_iter()
             .map(|file| {
                 let mut mounts = BTreeMap::new();
                 let mut optional = Vec::new();
                 for (name, def) in &file.runtimes {
-                    let resolved = pipeline::resolve_runtime(name, def, &file.base_dir);
+                    let resolved = runtimes::resolve_runtime(name, def, &file.base_dir);
                     if let (true, Err(e)) = (def.optional, &resolved) {
                         tracing::info!(language = %file.name, "optional runtime not found: {e}");
                     }
@@ -228,7 +280,7 @@ impl Engine {
                     .chain(file.compile.iter().flat_map(|c| c.runtimes.iter()))
                     .any(|r| r == SELF_RUNTIME);
                 if needs_self {
-                    mounts.insert(SELF_RUNTIME.to_string(), pipeline::self_mount(self_exe));
+                    mounts.insert(SELF_RUNTIME.to_string(), runtimes::self_mount(self_exe));
                 }
                 Language {
                     file,
@@ -246,7 +298,25 @@ impl Engine {
             ),
             _ => None,
         };
-        let mut engine = Engine {
+        // The engine owns the pools and their sizes; a backend without warm boxes gets none.
+        let mut pools = BTreeMap::new();
+        if backend.capabilities().warm_boxes {
+            for lang in &languages {
+                let defaults = ExecuteRequest {
+                    language: lang.file.name.clone(),
+                    ..Default::default()
+                };
+                let Ok(plan) = plan::plan(&config, &lang.file, &defaults) else {
+                    continue;
+                };
+                for t in pool::templates(&config, lang, &plan) {
+                    let name = format!("{}/{}", lang.file.name, t.step);
+                    let pool = pool::Pool::new(name.clone(), t.spec, t.sizing);
+                    pools.insert(name, Arc::new(pool));
+                }
+            }
+        }
+        Ok(Engine {
             backend,
             config,
             languages,
@@ -257,26 +327,8 @@ impl Engine {
             scratch,
             counter: AtomicU64::new(0),
             cache,
-            pools: BTreeMap::new(),
-        };
-        if engine.config.pool_size > 0 {
-            let mut pools = BTreeMap::new();
-            for lang in &engine.languages {
-                for t in pipeline::pool_templates(&engine, lang) {
-                    let name = format!("{}/{}", lang.file.name, t.step);
-                    let pool = pool::Pool::new(
-                        name.clone(),
-                        t.spec,
-                        t.main,
-                        t.parked,
-                        engine.config.pool_size,
-                    );
-                    pools.insert(name, Arc::new(pool));
-                }
-            }
-            engine.pools = pools;
-        }
-        Ok(engine)
+            pools,
+        })
     }
 
     /// Starts filling the warm pools (call once, from within the runtime).
@@ -297,7 +349,17 @@ impl Engine {
         }
     }
 
-    pub(crate) fn pool(&self, language: &str, step: &str) -> Option<Arc<pool::Pool>> {
+    /// Ends every program the backend is running (shutdown, after the grace period).
+    pub fn kill_all(&self) {
+        self.backend.kill_all();
+    }
+
+    /// The backend's host checks (for `coderun doctor`).
+    pub fn host_checks(&self) -> Vec<coderun_sandbox::Check> {
+        self.backend.host_checks()
+    }
+
+    fn pool(&self, language: &str, step: &str) -> Option<Arc<pool::Pool>> {
         self.pools.get(&format!("{language}/{step}")).cloned()
     }
 
@@ -306,6 +368,23 @@ impl Engine {
         self.pools
             .iter()
             .map(|(k, p)| (k.clone(), p.ready_count()))
+            .collect()
+    }
+
+    /// Every pool with its ready boxes and its bounds.
+    pub fn pools(&self) -> BTreeMap<String, PoolStatus> {
+        self.pools
+            .iter()
+            .map(|(k, p)| {
+                (
+                    k.clone(),
+                    PoolStatus {
+                        ready: p.ready_count(),
+                        min: p.sizing.min,
+                        max: p.sizing.max,
+                    },
+                )
+            })
             .collect()
     }
 
@@ -346,49 +425,101 @@ impl Engine {
             .map(|l| l.file.name.clone())
     }
 
-    /// Runs one request through admission, compile and run.
+    /// Runs one request: plan, admission, compile, run, result. Dropping the future at any
+    /// point frees its slot and ends its box.
     pub async fn execute(&self, req: ExecuteRequest) -> Result<Execution, EngineError> {
         let lang = self.language(&req.language)?;
-        let plan = pipeline::plan(self, lang, &req)?;
-        let queued_at = std::time::Instant::now();
-        let _permit = self.admit().await?;
+        let plan = plan::plan(&self.config, &lang.file, &req)?;
+        let queued_at = Instant::now();
+        let _slot = self.admit().await?;
         let queue_time = queued_at.elapsed().as_secs_f64();
-        self.running.fetch_add(1, Ordering::Relaxed);
-        let res = pipeline::execute(self, lang, plan).await.map(|mut e| {
-            e.queue_time = queue_time;
-            e
-        });
-        self.running.fetch_sub(1, Ordering::Relaxed);
-        if let Err(e) = &res {
-            tracing::error!(language = %lang.file.name, error = %e, "execution failed");
+        let (_running, _) = Gauge::enter(&self.running);
+        let res = self.compile_and_run(lang, plan).await;
+        match res {
+            Ok(mut exec) => {
+                exec.queue_time = queue_time;
+                Ok(exec)
+            }
+            Err(e) => {
+                tracing::error!(language = %lang.file.name, error = %e.detail(), "execution failed");
+                Err(e)
+            }
         }
-        res
     }
 
-    async fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, EngineError> {
+    async fn compile_and_run(
+        &self,
+        lang: &Language,
+        plan: plan::Plan,
+    ) -> Result<Execution, EngineError> {
+        let file = &lang.file;
+        let compiled = match &file.compile {
+            None => None,
+            Some(def) => match compile::compile(self, lang, def, &plan).await? {
+                CompileResult::Failed(exec) => return Ok(exec),
+                CompileResult::Compiled(c) => Some(c),
+            },
+        };
+        let run_files = match &compiled {
+            Some(c) => c.run_files.clone(),
+            None => plan.files,
+        };
+        let step = Step {
+            label: format!("{}-run", file.name),
+            argv: plan::expand(&file.run.command, &file.source_file, &plan.args, &[]),
+            env: plan::env(&file.run.env),
+            mounts: lang.mounts_for(&file.run.runtimes)?,
+            files: run_files,
+            stdin: plan.stdin,
+            limits: plan.run_limits.clone(),
+            collect: None,
+        };
+        let pool = self.pool(&file.name, "run");
+        let ran = step::run(self.backend.as_ref(), pool.as_deref(), step).await?;
+        let mut exec = result::finish(
+            &file.name,
+            self.version(lang),
+            &plan.run_limits,
+            ran.outcome,
+        );
+        exec.pooled = ran.pooled;
+        if let Some(c) = compiled {
+            exec.compile_output = Some(c.output);
+            exec.compile_time = Some(c.time);
+            exec.compile_cached = Some(c.cached);
+        }
+        Ok(exec)
+    }
+
+    /// A run slot, waiting in the queue if there is room there. The permit and the place in
+    /// the queue are guards: a request dropped while waiting leaves the queue.
+    async fn admit(&self) -> Result<OwnedSemaphorePermit, EngineError> {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
             return Ok(p);
         }
-        let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let (_waiting, queued) = Gauge::enter(&self.waiting);
         if queued >= self.config.queue {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(EngineError::Overloaded {
-                running: self.running.load(Ordering::Relaxed),
+                running: self.running(),
                 queued,
                 retry_after_s: 1,
             });
         }
-        let permit = self.slots.clone().acquire_owned().await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        permit.map_err(|e| EngineError::Internal(e.to_string()))
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| EngineError::Internal(e.to_string()))
     }
 
+    /// Requests running now (past admission).
     pub fn running(&self) -> usize {
-        self.running.load(Ordering::Relaxed)
+        self.running.load(Ordering::Acquire)
     }
 
+    /// Requests waiting for a run slot.
     pub fn queued(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
+        self.waiting.load(Ordering::Acquire)
     }
 
     /// The last self-check (None before the first one finished).
@@ -401,7 +532,7 @@ impl Engine {
 
     /// Runs every language's version command in a real box and caches the result.
     pub async fn self_check(&self) -> Health {
-        let health = pipeline::self_check(self).await;
+        let health = health::self_check(self).await;
         *self.health.write().unwrap_or_else(|p| p.into_inner()) = Some(health.clone());
         health
     }
@@ -417,6 +548,13 @@ impl Engine {
                 engine.self_check().await;
             }
         });
+    }
+
+    /// The version the last self-check found for a language.
+    fn version(&self, lang: &Language) -> Option<String> {
+        self.health()
+            .and_then(|h| h.languages.into_iter().find(|l| l.name == lang.file.name))
+            .and_then(|l| l.version)
     }
 
     fn scratch_file(&self, what: &str) -> PathBuf {

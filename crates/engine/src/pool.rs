@@ -1,134 +1,202 @@
-//! Warm pools of single-use boxes.
+//! Warm pools of single-use boxes, one per pooled language step (a `[run.pool]` or
+//! `[compile.pool]` table in the language file).
 //!
-//! For each language step that has a `pool` in its language file (Python's run, TypeScript's
-//! compile and run, Rust's compile and run), up to `pool_size` boxes are kept fully set up —
-//! namespaces, root, cgroup, seccomp — with the runtime already started inside the box's own
-//! cgroup and waiting on fd 3 for a program, or (a parked pool, for steps with no runtime to
-//! start early) with the program's process confined and waiting just before its exec. A request takes one, hands it the program, and the pool refills in
-//! the background. A box is never reused, and no interpreter is ever forked from another
-//! (every box starts its own runtime: no shared random state between runs). An idle pool
-//! costs memory, not CPU: its runtimes block in `read(3)`.
+//! The engine owns how many boxes are kept; the backend owns how a box is kept warm
+//! ([`Backend::prepare`]). A box is never reused, and no runtime is ever forked from another.
+//!
+//! Sizing: a pool keeps `min` boxes ready while it is quiet. A request that leaves it empty
+//! (or finds it empty) raises its target to `max`, so a client sending requests back to back
+//! finds warm boxes; after `idle` without a request the target falls back to `min` and the
+//! extra boxes are destroyed. One task per pool refills it, one box at a time, and the
+//! backend sets warm boxes up at a low CPU weight, so refilling never slows the runs.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use coderun_sandbox::{Backend, BoxSpec, Limits, PreparedBox};
+use coderun_sandbox::{Backend, OutputFile, PreparedBox, WarmSpec};
 use tokio::sync::Notify;
 
-/// One ready box and, for a compile box, where its artefact will land.
+use crate::language::PoolDef;
+use crate::plan::{env, expand, Plan};
+use crate::step::Scratch;
+use crate::Language;
+
+/// One ready box and, for a compile box, the host file its output will land in.
 pub(crate) struct Ready {
     pub prepared: Box<dyn PreparedBox>,
-    pub artifact: Option<PathBuf>,
+    pub artifact: Option<Scratch>,
+}
+
+/// How many boxes a pool keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sizing {
+    pub min: usize,
+    pub max: usize,
+    pub idle: Duration,
+}
+
+impl Sizing {
+    pub fn new(def: &PoolDef, config: &crate::EngineConfig) -> Sizing {
+        let (min, max) = config.pool_bounds();
+        let max = def.max.unwrap_or(max);
+        let min = def.min.unwrap_or(min).min(max);
+        Sizing {
+            min,
+            max,
+            idle: Duration::from_secs(def.idle_s.unwrap_or(config.pool_idle_s)),
+        }
+    }
+}
+
+struct State {
+    ready: VecDeque<Ready>,
+    /// How many boxes the refill task aims at, between `min` and `max`.
+    target: usize,
+    last_take: Instant,
 }
 
 pub(crate) struct Pool {
     pub name: String,
-    /// The box every member is made from; `collect.host_path` is replaced per member.
-    template: BoxSpec,
-    /// What a request must match to use this pool (fixed when a box is set up).
-    pub limits: Limits,
-    /// The file the runner runs.
-    pub main: String,
-    /// Parked boxes (no runner): the hand-off names the command to execute.
-    pub parked: bool,
-    size: usize,
-    ready: Mutex<VecDeque<Ready>>,
+    template: WarmSpec,
+    pub sizing: Sizing,
+    state: Mutex<State>,
     wake: Notify,
     /// Set at shutdown: no more boxes are prepared, the ready ones are destroyed.
-    stopped: std::sync::atomic::AtomicBool,
+    stopped: AtomicBool,
+    /// The refill task, aborted at shutdown (a box being set up is then dropped too).
+    refill: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 impl Pool {
-    pub fn new(name: String, template: BoxSpec, main: String, parked: bool, size: usize) -> Pool {
+    pub fn new(name: String, template: WarmSpec, sizing: Sizing) -> Pool {
         Pool {
             name,
-            limits: template.limits.clone(),
             template,
-            main,
-            parked,
-            size,
-            ready: Mutex::new(VecDeque::new()),
+            sizing,
+            state: Mutex::new(State {
+                ready: VecDeque::new(),
+                target: sizing.min,
+                last_take: Instant::now(),
+            }),
             wake: Notify::new(),
-            stopped: std::sync::atomic::AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+            refill: Mutex::new(None),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Stops refilling and destroys the ready boxes (shutdown).
     pub fn stop(&self) {
-        self.stopped
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.lock().clear();
+        self.stopped.store(true, Ordering::SeqCst);
+        if let Some(task) = self.refill.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+        let drained: Vec<Ready> = self.lock().ready.drain(..).collect();
+        drop(drained);
         self.wake.notify_one();
     }
 
     fn is_stopped(&self) -> bool {
-        self.stopped.load(std::sync::atomic::Ordering::SeqCst)
+        self.stopped.load(Ordering::SeqCst)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Ready>> {
-        self.ready.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A ready box, if there is one (never waits: without one the request runs unpooled).
+    /// A ready box, if there is one (never waits: without one the request runs fresh). Taking
+    /// the last one, or finding none, grows the pool to its maximum.
     pub fn take(&self) -> Option<Ready> {
         if self.is_stopped() {
             return None;
         }
-        let taken = self.lock().pop_front();
+        let taken = {
+            let mut state = self.lock();
+            state.last_take = Instant::now();
+            let taken = state.ready.pop_front();
+            if state.ready.is_empty() {
+                state.target = self.sizing.max;
+            }
+            taken
+        };
         self.wake.notify_one();
         taken
     }
 
-    pub fn ready_count(&self) -> usize {
-        self.lock().len()
+    /// Gives back a box taken but not used (it did not fit the request).
+    pub fn put_back(&self, ready: Ready) {
+        if self.is_stopped() {
+            return;
+        }
+        self.lock().ready.push_front(ready);
     }
 
-    /// Keeps the pool full until the engine is dropped. `artifact` names a fresh scratch file
-    /// for a compile box's output.
+    pub fn ready_count(&self) -> usize {
+        self.lock().ready.len()
+    }
+
+    /// Shrinks a pool idle for longer than its idle time back to its minimum; returns the
+    /// boxes to destroy (outside the lock).
+    fn shrink_if_idle(&self) -> Vec<Ready> {
+        let mut state = self.lock();
+        if state.target > self.sizing.min && state.last_take.elapsed() >= self.sizing.idle {
+            state.target = self.sizing.min;
+            let keep = self.sizing.min.min(state.ready.len());
+            return state.ready.drain(keep..).collect();
+        }
+        Vec::new()
+    }
+
+    /// Keeps the pool at its target until it is stopped or the engine is dropped. `artifact`
+    /// names a fresh scratch file for a compile box's output.
     pub fn spawn_refill(
         self: &Arc<Self>,
         backend: Arc<dyn Backend>,
         artifact: impl Fn() -> PathBuf + Send + 'static,
     ) {
         let weak: Weak<Pool> = Arc::downgrade(self);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut failures = 0u32;
             loop {
                 let Some(pool) = weak.upgrade() else { return };
                 if pool.is_stopped() {
                     return;
                 }
-                if pool.ready_count() >= pool.size {
-                    // Wake on a take, or once a second to notice the engine is gone.
+                drop(pool.shrink_if_idle());
+                let (ready, target) = {
+                    let state = pool.lock();
+                    (state.ready.len(), state.target)
+                };
+                if ready >= target {
+                    // Wake on a take, or once a second to shrink or notice the engine is gone.
                     let _ =
                         tokio::time::timeout(Duration::from_secs(1), pool.wake.notified()).await;
                     continue;
                 }
                 let mut spec = pool.template.clone();
-                let path = spec.collect.as_mut().map(|c| {
+                let scratch = spec.collect.as_mut().map(|c| {
                     c.host_path = artifact();
-                    c.host_path.clone()
+                    Scratch(c.host_path.clone())
                 });
-                let prepared = if pool.parked {
-                    backend.park(spec).await
-                } else {
-                    backend.prepare(spec).await
-                };
-                match prepared {
+                match backend.prepare(spec).await {
                     Ok(prepared) => {
                         failures = 0;
-                        pool.lock().push_back(Ready {
+                        let ready = Ready {
                             prepared,
-                            artifact: path,
-                        });
+                            artifact: scratch,
+                        };
+                        if pool.is_stopped() {
+                            return;
+                        }
+                        pool.lock().ready.push_back(ready);
                     }
                     Err(e) => {
                         failures += 1;
-                        tracing::warn!(pool = %pool.name, error = %e, "cannot prepare a pooled box");
+                        tracing::warn!(pool = %pool.name, error = %e, "cannot prepare a warm box");
                         drop(pool);
-                        // Back off; requests meanwhile run unpooled.
+                        // Back off; requests meanwhile run fresh.
                         tokio::time::sleep(Duration::from_millis(
                             500 * u64::from(failures.min(20)),
                         ))
@@ -137,5 +205,97 @@ impl Pool {
                 }
             }
         });
+        *self.refill.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
+    }
+}
+
+/// A pool of a language: its step's name and the box every member is made from.
+pub(crate) struct Template {
+    pub step: &'static str,
+    pub spec: WarmSpec,
+    pub sizing: Sizing,
+}
+
+/// The pool templates of a language, from its default plan (a request with no options).
+/// Steps whose runtimes are missing have no pool.
+pub(crate) fn templates(
+    config: &crate::EngineConfig,
+    lang: &Language,
+    plan: &Plan,
+) -> Vec<Template> {
+    let file = &lang.file;
+    let run = file.run.pool.as_ref().map(|pool| {
+        let step = (&file.run.command, &file.run.runtimes, &file.run.env);
+        ("run", pool, step, plan.run_limits.clone(), None)
+    });
+    let compile = file.compile.as_ref().and_then(|compile| {
+        let pool = compile.pool.as_ref()?;
+        let step = (&compile.command, &compile.runtimes, &compile.env);
+        let collect = OutputFile {
+            path: compile.output.clone(),
+            host_path: PathBuf::new(),
+            max_bytes: config.compile_output_bytes,
+        };
+        Some((
+            "compile",
+            pool,
+            step,
+            plan.compile_limits.clone(),
+            Some(collect),
+        ))
+    });
+    let mut out = Vec::new();
+    for (step, pool, (command, runtimes, step_env), limits, collect) in
+        run.into_iter().chain(compile)
+    {
+        // The step's runtimes as a request without options mounts them (a missing optional
+        // one, like the type checker, is left out).
+        let Ok(mounts) = lang.mounts_for(runtimes) else {
+            continue;
+        };
+        let sizing = Sizing::new(pool, config);
+        if sizing.max == 0 {
+            continue;
+        }
+        out.push(Template {
+            step,
+            spec: WarmSpec {
+                label: format!("{}-{step}-warm", file.name),
+                command: expand(command, &file.source_file, &[], &[]),
+                env: env(step_env),
+                mounts,
+                limits,
+                collect,
+            },
+            sizing,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizing_takes_the_language_file_then_the_server() {
+        let mut config = crate::EngineConfig::default();
+        let def = PoolDef::default();
+        let s = Sizing::new(&def, &config);
+        assert_eq!((s.min, s.max, s.idle), (2, 8, Duration::from_secs(60)));
+        let def = PoolDef {
+            min: Some(1),
+            max: Some(4),
+            idle_s: Some(5),
+        };
+        let s = Sizing::new(&def, &config);
+        assert_eq!((s.min, s.max, s.idle), (1, 4, Duration::from_secs(5)));
+        config.pool_size = Some(0);
+        let s = Sizing::new(&PoolDef::default(), &config);
+        assert_eq!((s.min, s.max), (0, 0));
+        config.pool_size = None;
+        config.pool_max = 1;
+        let s = Sizing::new(&PoolDef::default(), &config);
+        assert_eq!((s.min, s.max), (1, 1), "min never passes max");
     }
 }

@@ -58,7 +58,6 @@ pub enum InputContent {
 /// Everything init and the program need, prepared by the helper before the clone.
 pub struct Plan {
     pub root: RootPlan,
-    pub use_cgroup_ns: bool,
     pub inputs: Vec<(String, InputContent, bool)>,
     /// (path in /work, host fd to copy it into, max bytes)
     pub collect: Option<(String, RawFd, u64)>,
@@ -136,9 +135,25 @@ pub fn init_main(plan: Plan) -> ! {
         "user namespace (become root)",
         namespaces::become_namespace_root(),
     );
-    if plan.use_cgroup_ns {
-        step(r, "cgroup namespace", namespaces::enter_cgroup_namespace());
+    // Init dies with the helper, and the box's pid namespace with init: a helper killed
+    // outright (or a server crash that took it) leaves no program running. Set after the
+    // change of ids above, which clears it; a helper that died before it is seen as the
+    // report pipe having no reader.
+    // SAFETY: prctl with integer arguments.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if !sys::has_reader(r) {
+        // SAFETY: plain process exit.
+        unsafe { libc::_exit(1) }
     }
+    step(r, "cgroup namespace", namespaces::enter_cgroup_namespace());
     step(r, "root filesystem", rootfs::build_and_enter(&plan.root));
     step(r, "network namespace (loopback)", net::loopback_up());
     step(

@@ -11,9 +11,11 @@
 //! 4. reads peak memory and OOM kills from the cgroup, removes the cgroup and the state dir,
 //! 5. writes a [`Report`] to stdout and exits.
 //!
-//! It does not die with the server: if the server is killed, the helper still ends its box
-//! within the box's wall limit and cleans up; the server's start-up sweep covers a helper that
-//! was killed too.
+//! Cancellation: the server keeps the helper's stdin open until it has read the report. If
+//! the stdin closes first — the request was dropped (client gone, deadline, shutdown) or the
+//! server died, whose fds the kernel closes — the helper kills the box at once, removes it
+//! and exits. Init has a parent-death signal, so even a helper killed outright takes the
+//! box's processes with it (the server's start-up sweep removes what such a helper left).
 
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
@@ -26,7 +28,7 @@ use coderun_sandbox::{FileSource, LimitHit, Termination};
 use crate::cgroup::{BoxCgroup, CgroupLimits};
 use crate::confine::{self, InitMessage, InputContent, Plan};
 use crate::protocol::{
-    self, ExecHeader, Handoff, Mode, Report, ReportError, ReportOutcome, Request,
+    self, ExecHeader, Handoff, HandoffProgram, Mode, Report, ReportError, ReportOutcome, Request,
 };
 use crate::rlimit::Rlimits;
 use crate::rootfs::RootPlan;
@@ -164,27 +166,24 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
     let root = box_dir.join("root");
     fs::create_dir(&root).map_err(fail("create root mountpoint"))?;
 
-    if let Some((layout, instance)) = &req.cgroup {
-        let cg_limits = CgroupLimits {
-            memory_bytes: limits.memory_mb << 20,
-            // Init is a process of the box too; the limit is the program's.
-            pids_max: limits.max_processes + 1,
-            cpu_quota_us: limits.cpu_millicores * 100,
-            cpu_period_us: 100_000,
-        };
-        let cg = layout
-            .open_instance(instance)
-            .create_box(&req.box_name, &cg_limits)
-            .map_err(|e| fail_msg("cgroup", e))?;
-        cleanup.cgroup = Some(cg);
-        if req.mode.pooled() {
-            // Warming up is background work: it must not slow the programs being run.
-            if let Some(cg) = &cleanup.cgroup {
-                cg.set_background(true)
-                    .map_err(|e| fail_msg("cgroup (background weight)", e))?;
-            }
-        }
+    let (layout, instance) = &req.cgroup;
+    let cg_limits = CgroupLimits {
+        memory_bytes: limits.memory_mb << 20,
+        // Init is a process of the box too; the limit is the program's.
+        pids_max: limits.max_processes + 1,
+        cpu_quota_us: limits.cpu_millicores * 100,
+        cpu_period_us: 100_000,
+    };
+    let cg = layout
+        .open_instance(instance)
+        .create_box(&req.box_name, &cg_limits)
+        .map_err(|e| fail_msg("cgroup", e))?;
+    if req.mode.warm() {
+        // Warming up is background work: it must not slow the programs being run.
+        cg.set_background(true)
+            .map_err(|e| fail_msg("cgroup (background weight)", e))?;
     }
+    let cg = &*cleanup.cgroup.insert(cg);
 
     // Inputs: inline bytes, or host files opened here (never followed through a symlink).
     let mut held: Vec<OwnedFd> = Vec::new();
@@ -234,7 +233,7 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
     let (stderr_r, stderr_w) = sys::pipe().map_err(fail("pipe"))?;
     let (go_r, go_w) = sys::pipe().map_err(fail("pipe"))?;
     let (report_r, report_w) = sys::pipe().map_err(fail("pipe"))?;
-    let handoff = if req.mode.pooled() {
+    let handoff = if req.mode.warm() {
         Some(sys::pipe().map_err(fail("pipe"))?)
     } else {
         None
@@ -248,7 +247,6 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
             workdir_inodes: limits.workdir_inodes,
             ld_so_cache: fs::read("/etc/ld.so.cache").ok(),
         },
-        use_cgroup_ns: req.cgroup.is_some(),
         inputs,
         collect: collect_file
             .as_ref()
@@ -296,16 +294,15 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
     };
 
     namespaces::write_id_maps(pid, slot.first).map_err(fail("write uid/gid maps"))?;
-    if let Some(cg) = &cleanup.cgroup {
-        cg.add_process(pid)
-            .map_err(|e| fail_msg("cgroup (add init)", e))?;
-    }
+    cg.add_process(pid)
+        .map_err(|e| fail_msg("cgroup (add init)", e))?;
     sys::write_all(go_w.as_raw_fd(), b"g").map_err(fail("start init"))?;
     drop(go_w);
     drop(held);
 
-    // A pooled box: the runner is started and waits on its fd 3. Tell the server we are
-    // ready, then wait (without a deadline, burning no CPU) for the program.
+    // A warm box: the runner is started and waits on its fd 3 (or the program's process is
+    // parked before its exec). Tell the server we are ready, then wait (without a deadline,
+    // burning no CPU) for the program; the server closing our stdin instead ends the box.
     let mut limits = limits.clone();
     let mut stdin_data = stdin_data;
     let already_started = match handoff_w {
@@ -326,17 +323,15 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
             limits.wall_time_ms = handoff.wall_time_ms;
             limits.cpu_time_ms = handoff.cpu_time_ms;
             limits.output_bytes = handoff.output_bytes;
-            if let Some(cg) = &cleanup.cgroup {
-                cg.set_background(false)
-                    .map_err(|e| fail_msg("cgroup (foreground weight)", e))?;
-            }
+            cg.set_background(false)
+                .map_err(|e| fail_msg("cgroup (foreground weight)", e))?;
             // The runner reads to EOF; a runner that died meanwhile shows up as its exit.
-            match (&handoff.exec, req.mode == Mode::Parked) {
-                (Some(exec), true) => {
-                    let _ = send_exec(handoff_w.as_raw_fd(), exec)?;
+            match (&handoff.program, req.mode) {
+                (HandoffProgram::Parked { argv, files }, Mode::Parked) => {
+                    let _ = send_exec(handoff_w.as_raw_fd(), argv, files)?;
                 }
-                (None, false) => {
-                    let _ = sys::write_all(handoff_w.as_raw_fd(), handoff.message.as_bytes());
+                (HandoffProgram::Runner { message }, Mode::Runner) => {
+                    let _ = sys::write_all(handoff_w.as_raw_fd(), message.as_bytes());
                 }
                 _ => {
                     return Err(fail_msg(
@@ -359,23 +354,19 @@ fn run(req: Request, stdin_data: Vec<u8>) -> RunResult {
         stdout_r,
         stderr_r,
         report_r,
-        cleanup.cgroup.as_ref(),
+        cg,
     )?;
     if sup.init_reaped {
         cleanup.init = None;
     }
 
-    let (cpu_time_us, memory_peak_kb, oom) = match &cleanup.cgroup {
-        Some(cg) => (
-            cg.cpu_usage_ns()
-                .unwrap_or(0)
-                .saturating_sub(sup.cpu_baseline_ns)
-                / 1000,
-            cg.memory_peak_bytes().unwrap_or(0) / 1024,
-            cg.oom_killed().unwrap_or(false),
-        ),
-        None => (0, 0, false),
-    };
+    let cpu_time_us = cg
+        .cpu_usage_ns()
+        .unwrap_or(0)
+        .saturating_sub(sup.cpu_baseline_ns)
+        / 1000;
+    let memory_peak_kb = cg.memory_peak_bytes().unwrap_or(0) / 1024;
+    let oom = cg.oom_killed().unwrap_or(false);
     let mut limit = sup.limit;
     let termination = sup.termination;
     if limit.is_none() && oom {
@@ -478,22 +469,25 @@ impl Stream {
 /// Sends a parked process its program: the header frame, then each file's bytes. Host files
 /// are opened here without following a symlink, as for a fresh box. A failed write means the
 /// parked process died: that shows up as its exit, so only a bad input file is an error.
-fn send_exec(fd: RawFd, exec: &coderun_sandbox::Exec) -> Result<io::Result<()>, ReportError> {
+fn send_exec(
+    fd: RawFd,
+    argv: &[String],
+    files: &[coderun_sandbox::InputFile],
+) -> Result<io::Result<()>, ReportError> {
     let mut frames = Vec::new();
     let header = ExecHeader {
-        argv: exec.argv.clone(),
-        files: exec
-            .files
+        argv: argv.to_vec(),
+        files: files
             .iter()
             .map(|f| (f.path.clone(), f.executable))
             .collect(),
     };
-    for f in &exec.files {
+    for f in files {
         files::validate_relative(&f.path).map_err(|m| fail_msg("spec", m))?;
     }
     let header = serde_json::to_vec(&header).map_err(|e| fail_msg("hand-off", e))?;
     protocol::write_frame(&mut frames, &header).map_err(fail("hand-off"))?;
-    for f in &exec.files {
+    for f in files {
         match &f.source {
             FileSource::Inline(s) => protocol::write_frame(&mut frames, s.as_bytes()),
             FileSource::Host(path) => {
@@ -528,14 +522,25 @@ fn wait_started(report_r: &OwnedFd, parked: bool) -> Result<(), ReportError> {
                 "the pooled runtime did not start in time",
             ));
         }
-        let mut pfd = libc::pollfd {
-            fd: report_r.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        unsafe { libc::poll(&mut pfd, 1, left_ms.min(1000) as i32) };
-        if pfd.revents == 0 {
+        let mut pfds = [
+            libc::pollfd {
+                fd: report_r.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            // The server's end of our stdin closes when it no longer wants this box.
+            libc::pollfd {
+                fd: 0,
+                events: 0,
+                revents: 0,
+            },
+        ];
+        // SAFETY: a valid array of two pollfds.
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, left_ms.min(1000) as i32) };
+        if pfds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            return Err(fail_msg("set-up", "the server dropped the box"));
+        }
+        if pfds[0].revents == 0 {
             continue;
         }
         // SAFETY: reading one byte into a valid buffer.
@@ -566,7 +571,7 @@ fn supervise(
     stdout_r: OwnedFd,
     stderr_r: OwnedFd,
     report_r: OwnedFd,
-    cgroup: Option<&BoxCgroup>,
+    cgroup: &BoxCgroup,
 ) -> Result<Supervised, ReportError> {
     // SAFETY: pidfd_open takes a pid and flags.
     let pidfd =
@@ -608,10 +613,11 @@ fn supervise(
     if already_started {
         // A pooled box: wall and CPU time count from the hand-off.
         started_at = Some(sys::monotonic_us());
-        cpu_baseline_ns = cgroup.map_or(0, |cg| cg.cpu_usage_ns().unwrap_or(0));
+        cpu_baseline_ns = cgroup.cpu_usage_ns().unwrap_or(0);
     }
     let mut limit: Option<LimitHit> = None;
     let mut killed = false;
+    let mut cancelled = false;
     let mut exited_at: Option<u64> = None;
     let mut finished_at: Option<u64> = None;
     let wall_us = limits.wall_time_ms * 1000;
@@ -644,7 +650,7 @@ fn supervise(
         if started_at.is_none() && report.buf.contains(&b'\n') {
             started_at = Some(now);
             // CPU time counts from the exec: init's set-up is not the program's.
-            cpu_baseline_ns = cgroup.map_or(0, |cg| cg.cpu_usage_ns().unwrap_or(0));
+            cpu_baseline_ns = cgroup.cpu_usage_ns().unwrap_or(0);
         }
         match started_at {
             None if now > setup_deadline && init_alive => {
@@ -654,17 +660,15 @@ fn supervise(
             Some(t) if now > t + wall_us => kill_box(LimitHit::WallTime, &mut limit, &mut killed),
             _ => {}
         }
-        if let Some(cg) = cgroup {
-            let used = cg
-                .cpu_usage_ns()
-                .unwrap_or(0)
-                .saturating_sub(cpu_baseline_ns);
-            if started_at.is_some() && used > cpu_ns {
-                kill_box(LimitHit::CpuTime, &mut limit, &mut killed);
-            }
+        let used = cgroup
+            .cpu_usage_ns()
+            .unwrap_or(0)
+            .saturating_sub(cpu_baseline_ns);
+        if started_at.is_some() && used > cpu_ns {
+            kill_box(LimitHit::CpuTime, &mut limit, &mut killed);
         }
 
-        let mut pfds = Vec::with_capacity(5);
+        let mut pfds = Vec::with_capacity(6);
         let mut push = |fd: RawFd, events: libc::c_short| {
             pfds.push(libc::pollfd {
                 fd,
@@ -686,6 +690,8 @@ fn supervise(
             stdin_w.as_ref().map_or(-1, |f| f.as_raw_fd()),
             libc::POLLOUT,
         );
+        // The server's end of our stdin: it closes when the request is dropped.
+        push(if cancelled { -1 } else { 0 }, 0);
         // SAFETY: pfds is a valid array of pollfd of the given length.
         let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, TICK_MS) };
         if n < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
@@ -718,6 +724,13 @@ fn supervise(
                 }
             }
         }
+        if pfds[5].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            cancelled = true;
+            if !killed {
+                let _ = sys::kill(init, libc::SIGKILL);
+                killed = true;
+            }
+        }
         if init_alive && pfds[0].revents != 0 {
             // SAFETY: reaping our own child; status is a valid out-pointer.
             let r = unsafe { libc::waitpid(init, &mut init_status, libc::WNOHANG) };
@@ -727,6 +740,12 @@ fn supervise(
                 stdin_w = None;
             }
         }
+    }
+    if cancelled {
+        return Err(fail_msg(
+            "supervise",
+            "the request was dropped: the box was killed",
+        ));
     }
     let exited_at = finished_at.or(exited_at).unwrap_or_else(sys::monotonic_us);
     if init_alive && finished_at.is_none() {

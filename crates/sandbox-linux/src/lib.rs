@@ -22,6 +22,13 @@
 //! Privileges: the helper is host root (it writes uid maps and cgroups). Init holds
 //! capabilities only inside the box's user namespace (it mounts). The program holds none.
 //!
+//! Cancellation: the server holds the helper's stdin open until it has the report; a request
+//! dropped before that closes it, and the helper kills the box and removes it. A server that
+//! dies closes every helper's stdin the same way, and init dies with its helper
+//! (`PR_SET_PDEATHSIG`), so nothing of a box outlives the server by more than a moment.
+//!
+//! Warm boxes and the runner protocol: see [`runner`].
+//!
 //! Cleanup: the program's end (or a limit) ends init; init's end kills the whole pid
 //! namespace; the mount namespace (with the tmpfs) goes with it; the helper then sends its
 //! report and, off the request's critical path, removes the cgroup and the box's state dir
@@ -39,6 +46,7 @@ pub mod net;
 pub mod protocol;
 pub mod rlimit;
 pub mod rootfs;
+pub mod runner;
 pub mod seccomp;
 pub mod store;
 pub mod sys;
@@ -51,13 +59,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coderun_sandbox::{
-    Backend, BoxFuture, BoxSpec, Check, Handoff, Outcome, PreparedBox, SandboxError,
+    Backend, BoxFuture, BoxSpec, Capabilities, Check, Outcome, PreparedBox, Program, SandboxError,
+    WarmSpec,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::cgroup::Layout;
 use crate::instance::Instance;
-use crate::protocol::{Mode, Report, Request};
+use crate::protocol::{HandoffProgram, Mode, Report, Request};
+use crate::runner::Warm;
 use crate::store::Store;
 
 /// Settings of the native backend.
@@ -96,16 +106,17 @@ impl LinuxConfig {
 pub struct LinuxBackend {
     config: LinuxConfig,
     instance: Instance,
-    cgroup: Option<(Layout, String)>,
-    cgroup_error: Option<String>,
+    cgroup: (Layout, String),
     store: Arc<Store>,
+    /// The runner scripts' mount (see [`runner`]).
+    runners: coderun_sandbox::RuntimeMount,
     counter: AtomicU64,
-    /// Pids of the helpers of boxes given a program (not pooled boxes waiting), until they
-    /// exit: after its report a helper still removes its box.
-    live: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
-    /// Pids of every helper alive (pooled ones included).
-    helpers: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
+    /// Pids of every helper alive (warm ones included), until each has exited: after its
+    /// report a helper still removes its box.
+    helpers: Helpers,
 }
+
+type Helpers = Arc<std::sync::Mutex<std::collections::HashSet<u32>>>;
 
 impl LinuxBackend {
     /// Creates this instance's state dir and cgroup, after sweeping dead instances.
@@ -119,21 +130,12 @@ impl LinuxBackend {
         };
         let instance =
             Instance::create(&config.state_root).map_err(|e| setup("instance state dir", &e))?;
-        let (cgroup, cgroup_error) = match Layout::detect() {
-            Ok(layout) => match layout.create_instance(&instance.id) {
-                Ok(_) => (Some((layout, instance.id.clone())), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
-            Err(e) => (None, Some(e.to_string())),
-        };
-        if let Some(err) = &cgroup_error {
-            return Err(setup("cgroups", err));
-        }
-        match instance::sweep(
-            &config.state_root,
-            &instance.id,
-            cgroup.as_ref().map(|c| &c.0),
-        ) {
+        let layout = Layout::detect().map_err(|e| setup("cgroups", &e))?;
+        layout
+            .create_instance(&instance.id)
+            .map_err(|e| setup("cgroups", &e))?;
+        let cgroup = (layout, instance.id.clone());
+        match instance::sweep(&config.state_root, &instance.id, Some(&cgroup.0)) {
             Ok(s) if s.instances > 0 => tracing::info!(
                 instances = s.instances,
                 helpers = s.helpers_killed,
@@ -145,14 +147,14 @@ impl LinuxBackend {
         }
         let store =
             Store::new(config.data_dir.join("runtimes")).map_err(|e| setup("runtime store", &e))?;
+        let runners = runner::install(&config.data_dir).map_err(|e| setup("runner scripts", &e))?;
         Ok(LinuxBackend {
             config,
             instance,
             cgroup,
-            cgroup_error,
             store: Arc::new(store),
+            runners,
             counter: AtomicU64::new(0),
-            live: Arc::new(std::sync::Mutex::new(std::collections::HashSet::new())),
             helpers: Arc::new(std::sync::Mutex::new(std::collections::HashSet::new())),
         })
     }
@@ -166,13 +168,14 @@ impl LinuxBackend {
         &self.instance.dir
     }
 
-    /// Kills every process of every box of this instance (shutdown after the grace period)
-    /// through the boxes' cgroups. Each helper then sees its init end, reports the program
-    /// killed, and removes its box as usual.
-    pub fn kill_all_boxes(&self) {
-        let Some((layout, id)) = &self.cgroup else {
-            return;
-        };
+    pub fn cgroup_version(&self) -> cgroup::Version {
+        self.cgroup.0.version
+    }
+
+    /// Kills every process of every box of this instance through the boxes' cgroups. Each
+    /// helper then sees its init end, reports the program killed, and removes its box.
+    fn kill_all_boxes(&self) {
+        let (layout, id) = &self.cgroup;
         let instance = layout.open_instance(id);
         for name in instance.list_boxes().unwrap_or_default() {
             if let Err(e) = instance.open_box(&name).kill_all() {
@@ -181,22 +184,46 @@ impl LinuxBackend {
         }
     }
 
-    pub fn cgroup_version(&self) -> Option<cgroup::Version> {
-        self.cgroup.as_ref().map(|(l, _)| l.version)
-    }
-
     async fn run_box(&self, spec: BoxSpec) -> Result<Outcome, SandboxError> {
         let stdin = spec.stdin.clone();
         let helper = self.spawn_helper(spec, Mode::Fresh).await?;
         let mut input = Vec::with_capacity(stdin.len() + 8);
         protocol::write_frame(&mut input, &stdin)?;
-        helper.finish(input).await
+        helper.talk(input).await
     }
 
-    /// Starts a helper for `spec` and sends it the request (a pooled box also gets its empty
+    async fn prepare_box(&self, spec: WarmSpec) -> Result<WarmBox, SandboxError> {
+        let warm = Warm::choose(&spec.command);
+        let mut mounts = spec.mounts;
+        let (argv, mode) = match &warm {
+            Warm::Runner(r) => {
+                mounts.push(self.runners.clone());
+                (r.argv.clone(), Mode::Runner)
+            }
+            Warm::Parked => (spec.command.clone(), Mode::Parked),
+        };
+        let limits = spec.limits.clone();
+        let box_spec = BoxSpec {
+            label: spec.label,
+            argv,
+            env: spec.env,
+            mounts,
+            files: Vec::new(),
+            stdin: Vec::new(),
+            limits: spec.limits,
+            collect: spec.collect,
+        };
+        let helper = self.spawn_helper(box_spec, mode).await?;
+        Ok(WarmBox {
+            helper,
+            warm,
+            limits,
+        })
+    }
+
+    /// Starts a helper for `spec` and sends it the request (a warm box also gets its empty
     /// stdin frame and is waited for until it reports ready).
     async fn spawn_helper(&self, spec: BoxSpec, mode: Mode) -> Result<Helper, SandboxError> {
-        let pooled = mode.pooled();
         if spec.argv.is_empty() {
             return Err(SandboxError::InvalidSpec("argv is empty".into()));
         }
@@ -233,7 +260,7 @@ impl LinuxBackend {
             serde_json::to_vec(&request).map_err(|e| SandboxError::Helper(e.to_string()))?;
         let mut first = Vec::with_capacity(header.len() + 16);
         protocol::write_frame(&mut first, &header)?;
-        if pooled {
+        if mode.warm() {
             protocol::write_frame(&mut first, &[])?;
         }
         let mut child = tokio::process::Command::new(&self.config.helper_exe)
@@ -253,28 +280,17 @@ impl LinuxBackend {
                 ))
             })?;
         let missing = || SandboxError::Helper("helper pipes missing".into());
+        let stdin = child.stdin.take().ok_or_else(missing)?;
+        let stdout = child.stdout.take().ok_or_else(missing)?;
+        let stderr = child.stderr.take().ok_or_else(missing)?;
         let mut helper = Helper {
-            stdin: Some(child.stdin.take().ok_or_else(missing)?),
-            stdout: child.stdout.take().ok_or_else(missing)?,
-            stderr: child.stderr.take().ok_or_else(missing)?,
-            registered: Registered {
-                pid: child.id(),
-                helpers: self.helpers.clone(),
-            },
-            child,
+            stdin,
+            stdout,
+            process: HelperProcess::new(child, stderr, self.helpers.clone()),
             backstop,
-            live: self.live.clone(),
         };
-        if let Some(pid) = helper.registered.pid {
-            self.helpers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(pid);
-        }
-        if let Some(stdin) = helper.stdin.as_mut() {
-            stdin.write_all(&first).await?;
-        }
-        if pooled {
+        helper.stdin.write_all(&first).await?;
+        if mode.warm() {
             helper.wait_ready().await?;
         }
         Ok(helper)
@@ -282,58 +298,131 @@ impl LinuxBackend {
 }
 
 /// A running box helper, talked to over its stdin/stdout.
+///
+/// Dropping it before its report is read (the request went away) closes its stdin, which
+/// tells the helper to kill and remove the box (see [`helper`]).
 struct Helper {
-    child: tokio::process::Child,
-    /// Taken (and closed) once everything is written.
-    stdin: Option<tokio::process::ChildStdin>,
+    /// Kept open until the report is read: its closing is the helper's signal to cancel.
+    stdin: tokio::process::ChildStdin,
     stdout: tokio::process::ChildStdout,
-    stderr: tokio::process::ChildStderr,
+    process: HelperProcess,
     backstop: Duration,
-    live: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
-    registered: Registered,
 }
 
-/// A helper's pid in the backend's set of live helpers, until the helper has been reaped (or,
-/// for a helper never run, until it is dropped).
-struct Registered {
+/// A helper process in the backend's set of live helpers, until it has exited. Dropped,
+/// it hands the process to a task that reaps it (logging anything it printed) and only then
+/// unregisters it.
+struct HelperProcess {
+    child: Option<tokio::process::Child>,
+    stderr: Option<tokio::process::ChildStderr>,
     pid: Option<u32>,
-    helpers: Arc<std::sync::Mutex<std::collections::HashSet<u32>>>,
+    helpers: Helpers,
 }
 
-impl Drop for Registered {
-    fn drop(&mut self) {
-        if let Some(pid) = self.pid {
-            self.helpers
+impl HelperProcess {
+    fn new(
+        child: tokio::process::Child,
+        stderr: tokio::process::ChildStderr,
+        helpers: Helpers,
+    ) -> HelperProcess {
+        let pid = child.id();
+        if let Some(pid) = pid {
+            helpers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .remove(&pid);
+                .insert(pid);
         }
+        HelperProcess {
+            child: Some(child),
+            stderr: Some(stderr),
+            pid,
+            helpers,
+        }
+    }
+
+    /// What the helper printed and how it ended, once it has exited (for an error report).
+    async fn wait_with_stderr(&mut self) -> (String, String) {
+        let mut err = Vec::new();
+        if let Some(mut stderr) = self.stderr.take() {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), stderr.read_to_end(&mut err)).await;
+        }
+        let status = match self.child.as_mut() {
+            Some(child) => match tokio::time::timeout(Duration::from_secs(5), child.wait()).await {
+                Ok(Ok(status)) => status.to_string(),
+                _ => "still running".to_string(),
+            },
+            None => "gone".to_string(),
+        };
+        (status, String::from_utf8_lossy(&err).trim().to_string())
+    }
+}
+
+impl Drop for HelperProcess {
+    fn drop(&mut self) {
+        let unregister = {
+            let helpers = self.helpers.clone();
+            let pid = self.pid;
+            move || {
+                if let Some(pid) = pid {
+                    helpers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&pid);
+                }
+            }
+        };
+        let (Some(mut child), Ok(runtime)) =
+            (self.child.take(), tokio::runtime::Handle::try_current())
+        else {
+            unregister();
+            return;
+        };
+        let stderr = self.stderr.take();
+        runtime.spawn(async move {
+            let mut err = Vec::new();
+            if let Some(mut stderr) = stderr {
+                let _ = stderr.read_to_end(&mut err).await;
+            }
+            // A helper whose stdin closed kills and removes its box at once; one that does
+            // not exit within 10 s is stuck and is killed (init dies with it).
+            let status = match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+                Ok(status) => status.ok(),
+                Err(_) => {
+                    tracing::warn!(pid = ?child.id(), "box helper did not exit: killing it");
+                    let _ = child.start_kill();
+                    child.wait().await.ok()
+                }
+            };
+            if !err.is_empty() {
+                tracing::warn!(helper_stderr = %String::from_utf8_lossy(&err), "box helper printed errors");
+            }
+            if let Some(status) = status.filter(|s| !s.success()) {
+                tracing::debug!(%status, "box helper exited with a failure (a cancelled box reports one)");
+            }
+            unregister();
+        });
     }
 }
 
 impl Helper {
     async fn wait_ready(&mut self) -> Result<(), SandboxError> {
-        let mut len = [0u8; 8];
-        let read = async {
-            self.stdout.read_exact(&mut len).await?;
-            let len = u64::from_le_bytes(len).min(1 << 20) as usize;
-            let mut frame = vec![0u8; len];
-            self.stdout.read_exact(&mut frame).await?;
-            Ok::<_, std::io::Error>(frame)
-        };
-        let frame = match tokio::time::timeout(Duration::from_secs(60), read).await {
-            Ok(Ok(frame)) => frame,
-            Ok(Err(e)) => {
-                return Err(SandboxError::Helper(format!(
-                    "pooled box did not start: {e}"
-                )))
-            }
-            Err(_) => {
-                return Err(SandboxError::Helper(
-                    "pooled box did not start within 60 s".into(),
-                ))
-            }
-        };
+        let frame =
+            match tokio::time::timeout(Duration::from_secs(60), read_frame(&mut self.stdout)).await
+            {
+                Ok(Ok(frame)) => frame,
+                Ok(Err(e)) => {
+                    let (status, printed) = self.process.wait_with_stderr().await;
+                    return Err(SandboxError::Helper(format!(
+                        "warm box did not start ({status}): {e}; it printed: {printed}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(SandboxError::Helper(
+                        "warm box did not start within 60 s".into(),
+                    ))
+                }
+            };
         if frame == br#"{"ready":true}"# {
             return Ok(());
         }
@@ -343,53 +432,25 @@ impl Helper {
                 message: e.message,
             }),
             _ => Err(SandboxError::Helper(
-                "pooled box sent an unexpected frame".into(),
+                "warm box sent an unexpected frame".into(),
             )),
         }
     }
 
-    /// Writes the rest of the input, reads the report, waits for the helper to exit.
-    async fn finish(self, input: Vec<u8>) -> Result<Outcome, SandboxError> {
-        let backstop = self.backstop;
-        // Registered while it runs a program, for kill_all_boxes.
-        let pid = self.child.id();
-        let live = self.live.clone();
-        if let Some(pid) = pid {
-            live.lock().unwrap_or_else(|p| p.into_inner()).insert(pid);
-        }
-        // Unregistered when the helper has exited (see `talk`).
-        self.talk(input, backstop).await
-    }
-
-    /// Sends the input and reads the report's three frames. The helper removes the box after
-    /// sending them, so the answer does not wait for that: the helper's exit is awaited (and
-    /// anything it printed logged) by a background task, which keeps it registered until then.
-    async fn talk(self, input: Vec<u8>, backstop: Duration) -> Result<Outcome, SandboxError> {
+    /// Sends the rest of the input and reads the report's three frames. The helper removes
+    /// the box after sending them, so the answer does not wait for that: the helper's exit
+    /// is awaited by [`HelperProcess`]'s drop, which keeps it registered until then.
+    async fn talk(self, input: Vec<u8>) -> Result<Outcome, SandboxError> {
         let Helper {
-            mut child,
-            stdin,
+            mut stdin,
             mut stdout,
-            mut stderr,
-            registered,
-            live,
-            ..
+            mut process,
+            backstop,
         } = self;
-        let unregister = move |pid: Option<u32>| {
-            if let Some(pid) = pid {
-                live.lock().unwrap_or_else(|p| p.into_inner()).remove(&pid);
-            }
-        };
-        let stderr_task = tokio::spawn(async move {
-            let mut err = Vec::new();
-            let _ = stderr.read_to_end(&mut err).await;
-            err
-        });
         let talk = async {
             let write = async {
-                if let Some(mut stdin) = stdin {
-                    stdin.write_all(&input).await?;
-                }
-                Ok::<_, std::io::Error>(())
+                stdin.write_all(&input).await?;
+                stdin.flush().await
             };
             let read = async {
                 let mut frames = Vec::with_capacity(3);
@@ -410,17 +471,10 @@ impl Helper {
             Ok(Ok(frames)) => frames,
             Ok(Err(e)) => {
                 // No complete report: say how the helper ended and what it printed.
-                let status = match tokio::time::timeout(Duration::from_secs(5), child.wait()).await
-                {
-                    Ok(Ok(status)) => status.to_string(),
-                    _ => "still running".to_string(),
-                };
-                let err = stderr_task.await.unwrap_or_default();
-                unregister(registered.pid);
-                drop(registered);
+                drop(stdin);
+                let (status, printed) = process.wait_with_stderr().await;
                 return Err(SandboxError::Helper(format!(
-                    "no report from box helper ({status}): {e}; it printed: {}",
-                    String::from_utf8_lossy(&err).trim()
+                    "no report from box helper ({status}): {e}; it printed: {printed}"
                 )));
             }
             Err(_) => {
@@ -430,20 +484,9 @@ impl Helper {
                 )))
             }
         };
-        tokio::spawn(async move {
-            let status = child.wait().await;
-            let err = stderr_task.await.unwrap_or_default();
-            if !err.is_empty() {
-                tracing::warn!(helper_stderr = %String::from_utf8_lossy(&err), "box helper printed errors");
-            }
-            if let Ok(status) = status {
-                if !status.success() {
-                    tracing::warn!(%status, "box helper failed after its report");
-                }
-            }
-            unregister(registered.pid);
-            drop(registered);
-        });
+        // The report is in: closing stdin now is no longer a cancellation.
+        drop(stdin);
+        drop(process);
         let [header, stdout, stderr] = &frames[..] else {
             return Err(SandboxError::Helper("box helper sent no report".into()));
         };
@@ -478,35 +521,63 @@ async fn read_frame(r: &mut tokio::process::ChildStdout) -> std::io::Result<Vec<
     Ok(buf)
 }
 
-impl PreparedBox for Helper {
+/// A box set up ahead of time, kept warm as [`runner`] describes.
+struct WarmBox {
+    helper: Helper,
+    warm: Warm,
+    /// What the box was set up with.
+    limits: coderun_sandbox::Limits,
+}
+
+impl PreparedBox for WarmBox {
+    fn accepts(&self, program: &Program) -> bool {
+        self.warm.accepts(&self.limits, program)
+    }
+
     fn start(
         self: Box<Self>,
-        handoff: Handoff,
+        program: Program,
     ) -> BoxFuture<'static, Result<Outcome, SandboxError>> {
         Box::pin(async move {
+            if !self.accepts(&program) {
+                return Err(SandboxError::InvalidSpec(
+                    "this warm box cannot run that program (see PreparedBox::accepts)".into(),
+                ));
+            }
+            let handoff_program = match &self.warm {
+                Warm::Runner(r) => HandoffProgram::Runner {
+                    message: r
+                        .message(&program.argv, &program.files)
+                        .map_err(SandboxError::InvalidSpec)?,
+                },
+                Warm::Parked => HandoffProgram::Parked {
+                    argv: program.argv,
+                    files: program.files,
+                },
+            };
             let header = serde_json::to_vec(&protocol::Handoff {
-                message: handoff.message,
-                exec: handoff.exec,
-                wall_time_ms: handoff.wall_time_ms,
-                cpu_time_ms: handoff.cpu_time_ms,
-                output_bytes: handoff.output_bytes,
+                program: handoff_program,
+                wall_time_ms: program.limits.wall_time_ms,
+                cpu_time_ms: program.limits.cpu_time_ms,
+                output_bytes: program.limits.output_bytes,
             })
             .map_err(|e| SandboxError::Helper(e.to_string()))?;
-            let mut input = Vec::with_capacity(header.len() + handoff.stdin.len() + 16);
+            let mut input = Vec::with_capacity(header.len() + program.stdin.len() + 16);
             protocol::write_frame(&mut input, &header)?;
-            protocol::write_frame(&mut input, &handoff.stdin)?;
-            self.finish(input).await
+            protocol::write_frame(&mut input, &program.stdin)?;
+            self.helper.talk(input).await
         })
     }
 }
 
 impl Drop for LinuxBackend {
     fn drop(&mut self) {
-        // Helpers that have reported are removing their boxes: give them a moment.
+        // Helpers still alive are removing their boxes (those whose stdin closed kill theirs
+        // first): give them a moment.
         let deadline = std::time::Instant::now() + Duration::from_secs(2);
         loop {
             let busy = self
-                .live
+                .helpers
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
@@ -516,29 +587,30 @@ impl Drop for LinuxBackend {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        // Helpers still alive (warm boxes being dropped, a refill caught mid-way) must not
-        // create a box cgroup after the instance is destroyed: end them first.
+        // Helpers still alive must not create a box cgroup after the instance is destroyed:
+        // end them first (their boxes' inits die with them).
         for &pid in self
             .helpers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
         {
-            let _ = sys::kill(pid as libc::pid_t, libc::SIGKILL);
+            if sys::is_running(pid as libc::pid_t) {
+                let _ = sys::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
         }
-        if let Some((layout, id)) = &self.cgroup {
-            // A helper killed mid-way may leave its box's processes a moment more: retry.
-            let mut result = Ok(());
-            for _ in 0..20 {
-                result = layout.open_instance(id).destroy();
-                if result.is_ok() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
+        let (layout, id) = &self.cgroup;
+        // A helper killed mid-way may leave its box's processes a moment more: retry.
+        let mut result = Ok(());
+        for _ in 0..20 {
+            result = layout.open_instance(id).destroy();
+            if result.is_ok() {
+                break;
             }
-            if let Err(e) = result {
-                tracing::warn!("removing instance cgroups: {e}");
-            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Err(e) = result {
+            tracing::warn!("removing instance cgroups: {e}");
         }
         let _ = std::fs::remove_dir_all(&self.instance.dir);
     }
@@ -549,40 +621,52 @@ impl Backend for LinuxBackend {
         "linux-native"
     }
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            warm_boxes: true,
+            streaming: false,
+        }
+    }
+
     fn run(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Outcome, SandboxError>> {
         Box::pin(self.run_box(spec))
     }
 
-    fn prepare(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Box<dyn PreparedBox>, SandboxError>> {
+    fn prepare(&self, spec: WarmSpec) -> BoxFuture<'_, Result<Box<dyn PreparedBox>, SandboxError>> {
         Box::pin(async move {
-            let helper = self.spawn_helper(spec, Mode::Runner).await?;
-            Ok(Box::new(helper) as Box<dyn PreparedBox>)
+            let warm = self.prepare_box(spec).await?;
+            Ok(Box::new(warm) as Box<dyn PreparedBox>)
         })
     }
 
-    fn park(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Box<dyn PreparedBox>, SandboxError>> {
-        Box::pin(async move {
-            let helper = self.spawn_helper(spec, Mode::Parked).await?;
-            Ok(Box::new(helper) as Box<dyn PreparedBox>)
-        })
+    fn kill_all(&self) {
+        self.kill_all_boxes();
     }
 
     fn host_checks(&self) -> Vec<Check> {
         let mut checks = host_checks();
-        checks.push(match (&self.cgroup, &self.cgroup_error) {
-            (Some((layout, _)), _) => Check {
-                name: "cgroups".into(),
+        match self.cgroup.0.version {
+            cgroup::Version::V1 => {
+                checks.push(Check {
+                    name: "cgroup v1".into(),
+                    ok: true,
+                    detail: "memory, pids, cpu, cpuacct usable (instance cgroup created)".into(),
+                    fix: None,
+                });
+                checks.push(Check {
+                    name: "cgroup v2".into(),
+                    ok: true,
+                    detail: "not verified on this host (v1 is in use; v2 support is tested only against a temp-dir hierarchy)".into(),
+                    fix: None,
+                });
+            }
+            cgroup::Version::V2 => checks.push(Check {
+                name: "cgroup v2".into(),
                 ok: true,
-                detail: format!("{:?} (instance cgroup created)", layout.version),
+                detail: "memory, pids, cpu usable (instance cgroup created)".into(),
                 fix: None,
-            },
-            (None, err) => Check {
-                name: "cgroups".into(),
-                ok: false,
-                detail: err.clone().unwrap_or_default(),
-                fix: Some("mount cgroup v1 memory,pids,cpu,cpuacct or cgroup v2 with those controllers delegated".into()),
-            },
-        });
+            }),
+        }
         checks
     }
 }

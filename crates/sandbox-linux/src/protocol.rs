@@ -31,9 +31,9 @@ pub struct Request {
     /// First host uid/gid handed to boxes, and how many box slots exist (two ids per slot).
     pub uid_base: u32,
     pub uid_slots: u32,
-    /// Cgroup layout and the server instance's cgroup name; `None` only in tests that cannot
-    /// create cgroups (then the box runs without cgroup limits and says so).
-    pub cgroup: Option<(Layout, String)>,
+    /// Cgroup layout and the server instance's cgroup name. Every box has a cgroup: there is
+    /// no way to ask for a box without one.
+    pub cgroup: (Layout, String),
     /// Runtime mounts already materialised in the runtime store: (store dir, path in box).
     pub mounts: Vec<(PathBuf, PathBuf)>,
     /// The seccomp policy text to compile and install.
@@ -42,37 +42,46 @@ pub struct Request {
     pub mode: Mode,
 }
 
-/// What a helper is started for. The two pooled modes answer a `{"ready":true}` frame once
-/// the box is set up, then wait for a [`Handoff`] and the program's stdin.
+/// What a helper is started for. The two warm modes answer a `{"ready":true}` frame once
+/// the box is set up, then wait for a [`Handoff`] and the program's stdin (see
+/// [`crate::runner`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mode {
     /// Run the spec's program now.
     Fresh,
     /// Start the spec's program (a runner) now; it waits on its fd 3 for the program.
     Runner,
-    /// Confine the program's process up to its exec and park it there; the hand-off's
-    /// [`Handoff::exec`] says what to execute.
+    /// Confine the program's process up to its exec and park it there; the hand-off says
+    /// what to execute.
     Parked,
 }
 
 impl Mode {
-    pub fn pooled(self) -> bool {
+    pub fn warm(self) -> bool {
         self != Mode::Fresh
     }
 }
 
-/// What a pooled box receives when a request takes it.
+/// What a warm box receives when a request takes it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Handoff {
-    /// Passed verbatim to the runner on its fd 3 (JSON text the runner understands).
-    pub message: String,
-    /// A parked box's program: the helper sends it to the parked process as an
-    /// [`ExecHeader`] frame and one frame per file (host files read by the helper).
-    #[serde(default)]
-    pub exec: Option<coderun_sandbox::Exec>,
+    pub program: HandoffProgram,
     pub wall_time_ms: u64,
     pub cpu_time_ms: u64,
     pub output_bytes: u64,
+}
+
+/// The program, in the form the box's mode takes.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum HandoffProgram {
+    /// For a runner: written verbatim to its fd 3 (the runner's JSON message).
+    Runner { message: String },
+    /// For a parked box: the helper sends it to the parked process as an [`ExecHeader`]
+    /// frame and one frame per file (host files read by the helper).
+    Parked {
+        argv: Vec<String>,
+        files: Vec<coderun_sandbox::InputFile>,
+    },
 }
 
 /// First frame the parked process reads on its fd 3; a content frame per file follows.

@@ -10,8 +10,13 @@
 //! - the *sandbox* failing (a namespace, mount or cgroup could not be set up) is a
 //!   [`SandboxError`]: the program did not run, and the caller answers 5xx.
 //!
-//! Backends: `coderun-sandbox-linux` (native namespaces + cgroups + seccomp) today; gVisor,
-//! microVM and Docker backends later implement the same trait.
+//! Warm boxes: a backend with [`Capabilities::warm_boxes`] sets a box up from a [`WarmSpec`]
+//! before the program is known ([`Backend::prepare`]) and later runs a [`Program`] in it
+//! ([`PreparedBox::start`]). How a box is kept warm is the backend's business; how many are
+//! kept is the engine's.
+//!
+//! Backends: `coderun-sandbox-linux` (native namespaces + cgroups + seccomp) today; a microVM
+//! backend is planned to implement the same trait.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -221,76 +226,144 @@ pub struct Check {
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What a prepared (pooled) box receives when a request takes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Handoff {
-    /// Bytes for the box's runner (its fd 3): the program's files and arguments, in the
-    /// runner's own format. Empty for a parked box.
-    pub message: String,
-    /// For a parked box (see [`Backend::park`]): the program to execute and its files.
-    pub exec: Option<Exec>,
-    pub stdin: Vec<u8>,
-    /// Limits enforced from the hand-off on (the box's memory, process and disk limits were
-    /// fixed when it was prepared).
-    pub wall_time_ms: u64,
-    pub cpu_time_ms: u64,
-    pub output_bytes: u64,
+/// What a backend can do besides running a program in a fresh box.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Boxes can be set up ahead of time ([`Backend::prepare`]) and handed a program later.
+    /// Without this the engine keeps no pools and runs every program fresh.
+    pub warm_boxes: bool,
+    /// Output can be streamed out and stdin fed while the program runs ([`Streams`]). Without
+    /// this a [`Program`] or [`BoxSpec`] carrying streams is refused.
+    pub streaming: bool,
 }
 
-/// The program a parked box executes: written into its work dir, then `argv` is executed
-/// as a fresh box would.
+/// A box to set up before the program it will run is known (for a warm pool).
+///
+/// The backend decides how to keep it warm: the native backend starts an interpreter that
+/// waits for the program, or confines a process up to its exec; a microVM backend restores a
+/// snapshot. The engine only owns how many are kept.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Exec {
+pub struct WarmSpec {
+    /// Short label for logs (e.g. `python-run`).
+    pub label: String,
+    /// The command every program of this box starts with, without the program's own
+    /// arguments: the interpreter, its flags and the main file (`python3 -E -s main.py`), or a
+    /// compiler and its flags. A program whose argv does not start with it may be refused by
+    /// [`PreparedBox::accepts`].
+    pub command: Vec<String>,
+    /// The whole environment of the program.
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<RuntimeMount>,
+    /// The limits the box is set up with. A backend may fix some of them at set-up (the
+    /// native backend: everything but the wall time, the CPU time and the output cap) and then
+    /// refuses programs asking for others.
+    pub limits: Limits,
+    /// A file to copy out after the program ends; `host_path` is fixed at set-up.
+    pub collect: Option<OutputFile>,
+}
+
+/// A program handed to a box that was set up ahead of time.
+#[derive(Debug)]
+pub struct Program {
+    /// Absolute path of the program inside the box, then its arguments.
     pub argv: Vec<String>,
     pub files: Vec<InputFile>,
+    pub stdin: Vec<u8>,
+    pub limits: Limits,
+    /// Live output and stdin, for backends with [`Capabilities::streaming`].
+    pub streams: Option<Streams>,
 }
 
-/// A box set up ahead of time with its runtime started and waiting; used once.
+/// Which output stream a chunk belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of output, sent while the program runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    pub stream: StreamKind,
+    pub bytes: Vec<u8>,
+}
+
+/// Stdin fed and output seen while the program runs. The [`Outcome`] still carries the
+/// whole (capped) output at the end.
+#[derive(Debug)]
+pub struct Streams {
+    /// Stdin as it arrives, after the program's initial stdin; the sender closing is end of
+    /// file.
+    pub stdin: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    /// Output chunks in the order the program wrote them (per stream).
+    pub output: tokio::sync::mpsc::Sender<Chunk>,
+}
+
+/// A box set up ahead of time and waiting; used once. Dropping it destroys the box.
 pub trait PreparedBox: Send {
-    /// Hands the program over; the box runs it and is destroyed. Dropping an unstarted
-    /// prepared box destroys it too.
+    /// Whether this box can run `program` as a fresh box would: the same command, limits
+    /// the box was not set up with fixed, files of a kind it takes. The engine asks before
+    /// [`start`](Self::start) and runs the program fresh when the answer is no.
+    fn accepts(&self, program: &Program) -> bool;
+
+    /// Hands the program over; the box runs it and is destroyed. Dropping the future before
+    /// it is ready ends the program and destroys the box.
     fn start(
         self: Box<Self>,
-        handoff: Handoff,
+        program: Program,
     ) -> BoxFuture<'static, Result<Outcome, SandboxError>>;
 }
 
 /// A way of running one program in a fresh, single-use box.
+///
+/// Cancellation: every future a backend returns may be dropped before it is ready (the
+/// client went away, a deadline fired, the server shuts down). The backend then ends the
+/// program and destroys its box promptly (within a second), without the caller's help.
 pub trait Backend: Send + Sync + 'static {
     /// Short name for `/health` and logs, e.g. `linux-native`.
     fn name(&self) -> &'static str;
 
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
     /// Runs the spec in a new box, destroys the box, reports what happened.
     fn run(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Outcome, SandboxError>>;
+
+    /// Like [`run`](Self::run), with stdin fed and output sent while the program runs. Only
+    /// called when [`Capabilities::streaming`] is set.
+    fn run_streaming(
+        &self,
+        spec: BoxSpec,
+        streams: Streams,
+    ) -> BoxFuture<'_, Result<Outcome, SandboxError>> {
+        let _ = (spec, streams);
+        Box::pin(async {
+            Err(SandboxError::InvalidSpec(format!(
+                "backend {} cannot stream",
+                self.name()
+            )))
+        })
+    }
 
     /// Checks the host mechanisms this backend depends on (for `coderun doctor`).
     fn host_checks(&self) -> Vec<Check>;
 
-    /// Sets a box up ahead of time and starts `spec.argv` (a runner that waits on fd 3 for
-    /// the program). Backends that cannot do this answer an error, and callers run unpooled.
-    fn prepare(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Box<dyn PreparedBox>, SandboxError>> {
+    /// Sets a box up ahead of time for programs starting with `spec.command`. Only called
+    /// when [`Capabilities::warm_boxes`] is set.
+    fn prepare(&self, spec: WarmSpec) -> BoxFuture<'_, Result<Box<dyn PreparedBox>, SandboxError>> {
         let _ = spec;
         Box::pin(async {
             Err(SandboxError::InvalidSpec(format!(
-                "backend {} has no pool",
+                "backend {} has no warm boxes",
                 self.name()
             )))
         })
     }
 
-    /// Sets a box up ahead of time, confined all the way to the exec, and parks it there
-    /// (`spec.argv` and `spec.files` are not used): the hand-off's [`Exec`] names the program
-    /// and its files. For steps with no runtime to start early (a compiler, a compiled
-    /// binary). Backends that cannot do this answer an error, and callers run unpooled.
-    fn park(&self, spec: BoxSpec) -> BoxFuture<'_, Result<Box<dyn PreparedBox>, SandboxError>> {
-        let _ = spec;
-        Box::pin(async {
-            Err(SandboxError::InvalidSpec(format!(
-                "backend {} cannot park boxes",
-                self.name()
-            )))
-        })
-    }
+    /// Ends every program of every box this backend has running (shutdown, once the grace
+    /// period is over). Their runs answer as killed.
+    fn kill_all(&self) {}
 }
 
 #[cfg(test)]

@@ -493,7 +493,7 @@ mod tests {
         let path = dir.path().join("c.toml");
         write_config(&path, Path::new("/tmp/a \"b\""), Some(0)).expect("written");
         let cfg = crate::config::Config::load_with_env(Some(&path), Vec::new()).expect("valid");
-        assert_eq!(cfg.engine.pool_size, 0);
+        assert_eq!(cfg.engine.pool_size, Some(0));
         assert_eq!(
             cfg.engine.compile_cache_dir.as_deref(),
             Some(Path::new("/tmp/a \"b\""))
