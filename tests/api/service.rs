@@ -8,7 +8,7 @@ use crate::text;
 const LANGUAGES: [(&str, &str); 3] = [
     ("python", "Python 3.11"),
     ("rust", "rustc 1.95"),
-    ("typescript", "v20"),
+    ("typescript", "TypeScript "),
 ];
 
 #[test]
@@ -86,6 +86,15 @@ fn languages_lists_aliases_versions_and_compiled() {
         assert_eq!(x["available"], true, "{x:#}");
         assert!(text(&x, "version").starts_with(version), "{x:#}");
     }
+    // Versions say what runs: TypeScript's names the checker and node; every runtime has its
+    // plain version number (scripts/setup.sh installed the checker before the suites).
+    let ts = by("typescript");
+    assert!(text(&ts, "version").contains("(node 20."), "{ts:#}");
+    assert_eq!(ts["typecheck"], true, "{ts:#}");
+    assert!(text(&ts, "semver").starts_with("7."), "{ts:#}");
+    assert!(text(&by("python"), "semver").starts_with("3.11."));
+    assert!(text(&by("rust"), "semver").starts_with("1.95."));
+    assert_eq!(by("python")["typecheck"], Value::Null);
 }
 
 #[test]

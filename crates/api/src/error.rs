@@ -67,6 +67,11 @@ impl From<EngineError> for ApiError {
             EngineError::LanguageUnavailable { .. } => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "language_unavailable", e.to_string())
             }
+            EngineError::TypecheckUnavailable { .. } => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "typecheck_unavailable",
+                e.to_string(),
+            ),
             EngineError::Overloaded { retry_after_s, .. } => ApiError {
                 retry_after_s: Some(retry_after_s),
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", e.to_string())

@@ -228,7 +228,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         (status = 429, description = "Rate limit exceeded", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "The sandbox failed; the program did not run (`sandbox_error`)", body = ErrorBody),
-        (status = 503, description = "Overloaded, draining, or the language is unavailable (`overloaded`, `draining`, `language_unavailable`)", body = ErrorBody,
+        (status = 503, description = "Overloaded, draining, the language is unavailable, or `typecheck: true` was asked of a server without the type checker (`overloaded`, `draining`, `language_unavailable`, `typecheck_unavailable`)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait (with `overloaded` and `draining`)"))),
         (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
     )

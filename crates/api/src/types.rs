@@ -167,7 +167,7 @@ pub enum LiveStatus {
 /// One language as `GET /languages` and `GET /health` show it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"name": "python", "display_name": "Python", "aliases": ["py", "python3"],
-    "compiled": false, "available": true, "version": "Python 3.11.2", "error": null}))]
+    "compiled": false, "available": true, "version": "Python 3.11.2", "semver": "3.11.2", "typecheck": null, "error": null}))]
 pub struct LanguageInfo {
     /// Canonical name (what `language` in `POST /execute` resolves to).
     pub name: String,
@@ -181,6 +181,14 @@ pub struct LanguageInfo {
     /// The runtime's version line, e.g. `Python 3.11.2` (null when unavailable).
     #[schema(required = true)]
     pub version: Option<String>,
+    /// The plain version number of `version`, e.g. `3.11.2` (null when unavailable or when
+    /// the version line holds none).
+    #[schema(required = true)]
+    pub semver: Option<String>,
+    /// Whether `"typecheck": true` works on this server (null for a language without a type
+    /// check).
+    #[schema(required = true)]
+    pub typecheck: Option<bool>,
     /// Why the language is unavailable (null when available).
     #[schema(required = true)]
     pub error: Option<String>,
@@ -194,10 +202,49 @@ impl From<LanguageHealth> for LanguageInfo {
             aliases: l.aliases,
             compiled: l.compiled,
             available: l.available,
+            semver: l.version.as_deref().and_then(semver),
             version: l.version,
+            typecheck: l.typecheck,
             error: l.error,
         }
     }
+}
+
+/// The first `MAJOR.MINOR.PATCH` in a version line before any parenthesis (`rustc 1.95.0
+/// (59807616e)` → `1.95.0`, `v20.20.2` → `20.20.2`), with a pre-release suffix if one follows.
+/// What is in parentheses is about something else (a commit, the runtime under TypeScript).
+pub fn semver(line: &str) -> Option<String> {
+    let line = line.split('(').next().unwrap_or("");
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit()
+            && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'v')
+        {
+            let rest = &line[i..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+                .unwrap_or(rest.len());
+            let candidate = rest[..end].trim_end_matches(['.', '-']);
+            let core: Vec<&str> = candidate
+                .split('-')
+                .next()
+                .unwrap_or("")
+                .split('.')
+                .collect();
+            if core.len() == 3
+                && core
+                    .iter()
+                    .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return Some(candidate.to_string());
+            }
+            i += end.max(1);
+        } else {
+            i += 1;
+        }
+    }
+    None
 }
 
 /// `GET /languages`.
@@ -214,7 +261,8 @@ pub struct LanguageList {
     "checked_at": 1_700_000_000, "running": 0, "queued": 0, "pools": {"python/run": 2},
     "pool_max": {"python/run": 8},
     "languages": [{"name": "python", "display_name": "Python", "aliases": ["py", "python3"],
-        "compiled": false, "available": true, "version": "Python 3.11.2", "error": null}]
+        "compiled": false, "available": true, "version": "Python 3.11.2", "semver": "3.11.2",
+        "typecheck": null, "error": null}]
 }))]
 pub struct HealthReport {
     pub status: HealthStatus,
@@ -306,4 +354,27 @@ pub struct ServiceInfo {
     pub languages: Vec<String>,
     /// `METHOD /path` to what it does.
     pub endpoints: BTreeMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::semver;
+
+    #[test]
+    fn semver_is_the_first_plain_version_number() {
+        assert_eq!(semver("Python 3.11.7").as_deref(), Some("3.11.7"));
+        assert_eq!(
+            semver("rustc 1.95.0 (59807616e 2026-04-14)").as_deref(),
+            Some("1.95.0")
+        );
+        assert_eq!(semver("v20.20.2").as_deref(), Some("20.20.2"));
+        assert_eq!(
+            semver("TypeScript 7.0.0-dev.20250101.1 (node 20.20.2)").as_deref(),
+            Some("7.0.0-dev.20250101.1")
+        );
+        assert_eq!(semver("x86_64 1.2"), None);
+        assert_eq!(semver("build a1.2.3"), None);
+        assert_eq!(semver(""), None);
+        assert_eq!(semver("TypeScript (transpile only; node 20.20.2)"), None);
+    }
 }

@@ -92,6 +92,13 @@ enum Command {
         #[arg(long)]
         wait_fd: Option<i32>,
     },
+    /// (inside a box) Print the TypeScript toolchain's version line.
+    #[command(name = "typescript-version", hide = true)]
+    TypescriptVersion {
+        /// The node binary the programs run on.
+        #[arg(long, default_value = "/usr/bin/node")]
+        node: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -125,6 +132,10 @@ fn try_main() -> anyhow::Result<i32> {
     } = &cli.command
     {
         return transpile::main(bundle, *typecheck, *wait_fd);
+    }
+    if let Command::TypescriptVersion { node } = &cli.command {
+        println!("{}", transpile::version_line(node)?);
+        return Ok(0);
     }
     if let Command::Config {
         command: ConfigCommand::HashKey { key },
@@ -178,7 +189,10 @@ fn try_main() -> anyhow::Result<i32> {
                 args,
             } => run(config, languages_dir, file, language, stdin, timeout, args).await,
             Command::Doctor { languages_dir } => doctor(config, languages_dir).await,
-            Command::TranspileTs { .. } | Command::Config { .. } | Command::Bench(_) => Ok(2),
+            Command::TranspileTs { .. }
+            | Command::TypescriptVersion { .. }
+            | Command::Config { .. }
+            | Command::Bench(_) => Ok(2),
         }
     })
 }

@@ -17,6 +17,30 @@ const MAX_DEPTH: usize = 1000;
 /// Where the compile box shows the checker (see languages/typescript.toml).
 const TYPESCRIPT_DIR: &str = "/opt/coderun/typescript";
 
+/// The TypeScript toolchain as a version line: the type checker's version when it is
+/// installed, and the node the programs run on, e.g. `TypeScript 7.0.0-dev.20250101.1 (node
+/// 20.20.2)`; without the checker, `TypeScript (transpile only, no type checker; node 20.20.2)`.
+pub fn version_line(node: &Path) -> anyhow::Result<String> {
+    let out = std::process::Command::new(node)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("cannot run {}", node.display()))?;
+    anyhow::ensure!(out.status.success(), "{} --version failed", node.display());
+    let node_version = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_start_matches('v')
+        .to_string();
+    let package = Path::new(TYPESCRIPT_DIR).join("@typescript/native-preview/package.json");
+    let checker = std::fs::read(package)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["version"].as_str().map(str::to_string));
+    Ok(match checker {
+        Some(v) => format!("TypeScript {v} (node {node_version})"),
+        None => format!("TypeScript (transpile only, no type checker; node {node_version})"),
+    })
+}
+
 pub fn main(bundle: &Path, typecheck: bool, wait_fd: Option<i32>) -> anyhow::Result<i32> {
     if let Some(fd) = wait_fd {
         receive_files(fd)?;

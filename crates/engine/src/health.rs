@@ -32,6 +32,7 @@ pub(crate) async fn self_check(engine: &Engine) -> Health {
             compiled: file.compile.is_some(),
             available: false,
             version: None,
+            typecheck: lang.typecheck_available(),
             error: None,
             detail: None,
         };

@@ -113,6 +113,8 @@ pub enum EngineError {
     },
     #[error("sandbox failure: {0}")]
     Sandbox(#[from] SandboxError),
+    #[error("type checking is not installed on this server; send the request without `typecheck`, or ask the operator to run scripts/setup.sh")]
+    TypecheckUnavailable { language: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -141,8 +143,9 @@ fn invalid(field: &str, message: impl Into<String>) -> EngineError {
 #[derive(Debug)]
 pub(crate) struct Language {
     pub file: LanguageFile,
-    /// Runtime name → its mount, or why it could not be found (host details).
-    pub mounts: BTreeMap<String, Result<RuntimeMount, String>>,
+    /// Runtime name → its mount, or why it could not be found (host details). An optional
+    /// runtime found missing is looked for again when a request needs it.
+    pub mounts: RwLock<BTreeMap<String, Result<RuntimeMount, String>>>,
     /// Runtimes that may be missing without making the language unavailable.
     pub optional: Vec<String>,
 }
@@ -150,10 +153,11 @@ pub(crate) struct Language {
 impl Language {
     /// The mounts of these runtimes; a missing optional one is left out.
     fn mounts_for(&self, names: &[String]) -> Result<Vec<RuntimeMount>, EngineError> {
+        let mounts = self.mounts.read().unwrap_or_else(|p| p.into_inner());
         names
             .iter()
-            .filter(|n| !(self.optional.contains(n) && matches!(self.mounts.get(*n), Some(Err(_)))))
-            .map(|n| match self.mounts.get(n) {
+            .filter(|n| !(self.optional.contains(n) && matches!(mounts.get(*n), Some(Err(_)))))
+            .map(|n| match mounts.get(n) {
                 Some(Ok(m)) => Ok(m.clone()),
                 Some(Err(reason)) => Err(EngineError::LanguageUnavailable {
                     language: self.file.name.clone(),
@@ -165,8 +169,53 @@ impl Language {
     }
 
     fn all_mounts(&self) -> Result<Vec<RuntimeMount>, EngineError> {
-        let names: Vec<String> = self.mounts.keys().cloned().collect();
+        let names: Vec<String> = self
+            .mounts
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .cloned()
+            .collect();
         self.mounts_for(&names)
+    }
+
+    /// Whether every optional runtime among `names` is there. One found missing is looked
+    /// for again first (it may have been installed while the server runs: `scripts/setup.sh`
+    /// installs the type checker).
+    fn optional_present(&self, names: &[String]) -> bool {
+        let missing: Vec<&String> = {
+            let mounts = self.mounts.read().unwrap_or_else(|p| p.into_inner());
+            names
+                .iter()
+                .filter(|n| self.optional.contains(n) && matches!(mounts.get(*n), Some(Err(_))))
+                .collect()
+        };
+        let mut all = true;
+        for name in missing {
+            let Some(def) = self.file.runtimes.get(name) else {
+                continue;
+            };
+            match runtimes::resolve_runtime(name, def, &self.file.base_dir) {
+                Ok(mount) => {
+                    tracing::info!(language = %self.file.name, runtime = %name, "optional runtime found");
+                    self.mounts
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(name.clone(), Ok(mount));
+                }
+                Err(_) => all = false,
+            }
+        }
+        all
+    }
+
+    /// Whether type checking can run here (None: the language has none).
+    fn typecheck_available(&self) -> Option<bool> {
+        let compile = self.file.compile.as_ref()?;
+        if compile.typecheck_flags.is_empty() {
+            return None;
+        }
+        Some(self.optional_present(&compile.runtimes))
     }
 }
 
@@ -179,6 +228,8 @@ pub struct LanguageHealth {
     pub compiled: bool,
     pub available: bool,
     pub version: Option<String>,
+    /// Whether `typecheck: true` works here (None: the language has no type check).
+    pub typecheck: Option<bool>,
     /// Why it is unavailable, in a sentence a client may read.
     pub error: Option<String>,
     /// The host details behind `error` (paths, output): for the log and `doctor` only.
@@ -284,7 +335,7 @@ impl Engine {
                 }
                 Language {
                     file,
-                    mounts,
+                    mounts: RwLock::new(mounts),
                     optional,
                 }
             })
@@ -430,6 +481,11 @@ impl Engine {
     pub async fn execute(&self, req: ExecuteRequest) -> Result<Execution, EngineError> {
         let lang = self.language(&req.language)?;
         let plan = plan::plan(&self.config, &lang.file, &req)?;
+        if plan.typecheck && lang.typecheck_available() == Some(false) {
+            return Err(EngineError::TypecheckUnavailable {
+                language: lang.file.name.clone(),
+            });
+        }
         let queued_at = Instant::now();
         let _slot = self.admit().await?;
         let queue_time = queued_at.elapsed().as_secs_f64();

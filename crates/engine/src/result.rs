@@ -10,6 +10,11 @@ use crate::{signal_name, Execution, Status};
 pub(crate) fn limit_sentence(hit: LimitHit, limits: &Limits) -> String {
     match hit {
         LimitHit::WallTime => format!("Time limit exceeded ({})", seconds(limits.wall_time_ms)),
+        // The CPU limit defaults to the wall timeout (a box gets at most one CPU, so it is
+        // the same limit): then it is the time limit the client set.
+        LimitHit::CpuTime if limits.cpu_time_ms == limits.wall_time_ms => {
+            format!("Time limit exceeded ({})", seconds(limits.wall_time_ms))
+        }
         LimitHit::CpuTime => format!("CPU time limit exceeded ({})", seconds(limits.cpu_time_ms)),
         LimitHit::Memory => format!("Memory limit exceeded ({} MiB)", limits.memory_mb),
         LimitHit::Output => format!(
@@ -99,5 +104,42 @@ pub(crate) fn compile_failed(
         truncated: out.stdout_truncated || out.stderr_truncated,
         language: language.to_string(),
         version,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(wall_time_ms: u64, cpu_time_ms: u64) -> Limits {
+        Limits {
+            wall_time_ms,
+            cpu_time_ms,
+            memory_mb: 128,
+            max_processes: 64,
+            output_bytes: 1,
+            workdir_mb: 64,
+            workdir_inodes: 64,
+            cpu_millicores: 1000,
+            file_size_mb: 16,
+            open_files: 64,
+            stack_mb: 8,
+        }
+    }
+
+    #[test]
+    fn a_cpu_limit_derived_from_the_timeout_reads_as_the_time_limit() {
+        assert_eq!(
+            limit_sentence(LimitHit::CpuTime, &limits(3000, 3000)),
+            "Time limit exceeded (3 s)"
+        );
+        assert_eq!(
+            limit_sentence(LimitHit::CpuTime, &limits(10_000, 2500)),
+            "CPU time limit exceeded (2.5 s)"
+        );
+        assert_eq!(
+            limit_sentence(LimitHit::Output, &limits(1000, 1000)),
+            "Output limit exceeded (1 byte per stream)"
+        );
     }
 }
