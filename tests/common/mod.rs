@@ -31,6 +31,15 @@ fn repo_root() -> std::path::PathBuf {
 impl Server {
     /// Starts a server with the given TOML config (may be empty) and extra environment.
     pub fn start_with(config: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_with_languages(config, env, &repo_root().join("languages"))
+    }
+
+    /// Like [`Server::start_with`], with the language files of `languages_dir`.
+    pub fn start_with_languages(
+        config: &str,
+        env: &[(&str, &str)],
+        languages_dir: &std::path::Path,
+    ) -> Server {
         let mut file = tempfile::NamedTempFile::new().expect("temp config");
         file.write_all(config.as_bytes()).expect("write config");
         let mut cmd = Command::new(bin());
@@ -40,7 +49,7 @@ impl Server {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--languages-dir")
-            .arg(repo_root().join("languages"))
+            .arg(languages_dir)
             .env("CODERUN_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -153,10 +162,16 @@ impl Server {
         &self.client
     }
 
-    /// Stops the server with SIGTERM and waits (up to 30 s) for it to exit.
+    /// Stops the server with SIGTERM and waits (up to 30 s) for it to exit. A server already
+    /// reaped (killed, waited for by [`Server::wait_exit`] or by a test's own `waitpid`) is not
+    /// signalled again: its pid may belong to another process by now.
     pub fn stop(&self) {
         let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
-        // SAFETY: signalling the server process this harness started.
+        // Err: reaped behind the harness's back (a test's own waitpid).
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        // SAFETY: signalling the server process this harness started, not yet reaped.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -176,6 +191,24 @@ impl Server {
         let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Waits up to `timeout` for the server to exit (and reaps it); None if it still runs.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self
+                .child
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .try_wait()
+                .ok()
+                .flatten();
+            if status.is_some() || Instant::now() >= deadline {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
