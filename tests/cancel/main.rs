@@ -1122,17 +1122,39 @@ fn no_host_details_when_the_state_dir_is_closed_to_boxes() {
 }
 
 /// Host uids the kernel refuses in a uid map (`uid_base` 4294967294: the program's id would
-/// be 4294967295, `(uid_t) -1`), with uid slot locks in a temp dir.
+/// be 4294967295, `(uid_t) -1`; a larger range would wrap to root) are refused when the
+/// config is read, with a sentence that names the setting, before any box is made.
 #[test]
-fn no_host_details_when_uid_maps_cannot_be_written() {
+fn a_uid_range_past_the_last_host_id_is_refused_at_start() {
     let _serial = serial();
     let state = state_dir();
     let locks = tempfile::tempdir().expect("uid lock dir");
-    let config = format!(
-        "[sandbox]\nstate_dir = \"{}\"\nuid_lock_dir = \"{}\"\nuid_base = 4294967294\n\
-         uid_slots = 1\n[engine]\npool_size = 0\n",
-        state.path().display(),
-        locks.path().display()
-    );
-    no_host_details_when_boxes_fail(&config, &[state.path(), locks.path()], "uid/gid maps");
+    for (base, slots) in [
+        ("4294967294", "1"),
+        ("4294967295", "4294967295"),
+        ("0", "4"),
+    ] {
+        let mut file = tempfile::NamedTempFile::new().expect("config");
+        std::io::Write::write_all(
+            &mut file,
+            format!(
+                "[sandbox]\nstate_dir = \"{}\"\nuid_lock_dir = \"{}\"\nuid_base = {base}\n\
+                 uid_slots = {slots}\n",
+                state.path().display(),
+                locks.path().display()
+            )
+            .as_bytes(),
+        )
+        .expect("write config");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_coderun"))
+            .arg("--config")
+            .arg(file.path())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run coderun serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "uid_base {base} accepted: {stderr}");
+        assert!(stderr.contains("uid_base"), "uid_base {base}: {stderr}");
+    }
 }

@@ -168,6 +168,12 @@ impl Config {
         cfg.engine
             .validate()
             .map_err(|m| anyhow::anyhow!("invalid {origin}: engine: {m}"))?;
+        let mut linux = coderun_sandbox_linux::LinuxConfig::with_defaults(PathBuf::new());
+        linux.uid_base = cfg.sandbox.uid_base;
+        linux.uid_slots = cfg.sandbox.uid_slots;
+        linux
+            .validate()
+            .map_err(|m| anyhow::anyhow!("invalid {origin}: {m}"))?;
         coderun_api::guard::Guard::new(&cfg.auth, &cfg.rate_limit)
             .map_err(|m| anyhow::anyhow!("invalid {origin}: {m}"))?;
         coderun_api::guard::cors(&cfg.cors)

@@ -102,6 +102,30 @@ impl LinuxConfig {
     }
 }
 
+impl LinuxConfig {
+    /// Checks the host id range: slot `n` maps to `uid_base + 2n` and `uid_base + 2n + 1`,
+    /// which must be real ids (never 0, never past 4294967294: `(uid_t)-1` is no id, and an
+    /// overflow would wrap to root).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.uid_slots == 0 {
+            return Err("sandbox.uid_slots must be at least 1".into());
+        }
+        if self.uid_base < 1000 {
+            return Err(format!(
+                "sandbox.uid_base = {} is a system id range; use an unused range, e.g. 1500000",
+                self.uid_base
+            ));
+        }
+        let last = u64::from(self.uid_base) + 2 * u64::from(self.uid_slots) - 1;
+        if last > u64::from(u32::MAX) - 1 {
+            return Err(format!(
+                "sandbox.uid_base + 2 * uid_slots - 1 = {last} is past the last host id 4294967294"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The native backend. Dropping it removes the instance's cgroups and state dir.
 pub struct LinuxBackend {
     config: LinuxConfig,
@@ -128,6 +152,7 @@ impl LinuxBackend {
             step: step.to_string(),
             message: e.to_string(),
         };
+        config.validate().map_err(SandboxError::InvalidSpec)?;
         let instance =
             Instance::create(&config.state_root).map_err(|e| setup("instance state dir", &e))?;
         let layout = Layout::detect().map_err(|e| setup("cgroups", &e))?;
@@ -726,4 +751,29 @@ pub fn random_u64() -> u64 {
         return sys::monotonic_us() ^ u64::from(std::process::id());
     }
     u64::from_le_bytes(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uid_range_must_be_real_unprivileged_ids() {
+        let mut c = LinuxConfig::with_defaults("/coderun".into());
+        assert!(c.validate().is_ok());
+        c.uid_base = 4_294_967_292;
+        c.uid_slots = 1;
+        assert!(c.validate().is_ok(), "ids ...292 and ...293 are real");
+        c.uid_base = 4_294_967_294;
+        assert!(c.validate().unwrap_err().contains("4294967295"));
+        c.uid_base = u32::MAX;
+        c.uid_slots = u32::MAX;
+        assert!(c.validate().is_err(), "no overflow");
+        c.uid_base = 0;
+        c.uid_slots = 4;
+        assert!(c.validate().unwrap_err().contains("system"));
+        c.uid_base = 1_500_000;
+        c.uid_slots = 0;
+        assert!(c.validate().is_err());
+    }
 }
