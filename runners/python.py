@@ -45,6 +45,10 @@ def _main():
     # collections (and the one at exit) walk only its own objects. Only gc.get_objects() and
     # gc.get_freeze_count() can tell.
     gc.freeze()
+    # While it waits, `ps` shows the runner's own short command line, not the argv room.
+    with open("/proc/self/cmdline", "rb") as own:
+        parts = own.read().split(b"\0")
+    _set_cmdline([os.fsdecode(p) for p in parts[: parts.index(os.fsencode(__file__)) + 1]])
     msg = _receive()
     for f in msg["files"]:
         path = os.path.join("/work", f["path"])
