@@ -32,11 +32,33 @@ fn box_cgroups(id: &str) -> Vec<PathBuf> {
         .collect()
 }
 
-/// SIGKILL the server in the middle of 8 concurrent runs: the boxes' processes, cgroups and
-/// state dirs are left behind. Restarting on the same state dir sweeps every one of them and
-/// the service is healthy, while a second live server's run in flight finishes untouched.
+/// The box helpers of a server: its children whose command line is `coderun __box`.
+fn helpers_of(server_pid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            ppid == Some(server_pid)
+                && std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+                    == b"coderun\0__box\0"
+        })
+        .collect()
+}
+
+/// SIGKILL the server *and its box helpers* in the middle of 8 concurrent runs (what an OOM
+/// kill or a kill of the service's whole cgroup does): the boxes' processes die with their
+/// helpers (init's parent-death signal), but nobody removed their cgroups and state dirs.
+/// Restarting on the same state dir sweeps every one of them and the service is healthy,
+/// while a second live server's run in flight finishes untouched. (A server killed alone
+/// leaves nothing at all: its helpers clean up; tests/cancel covers that.)
 #[test]
-fn sigkill_mid_run_leaves_boxes_that_the_next_start_sweeps() {
+fn sigkill_of_server_and_helpers_leaves_boxes_that_the_next_start_sweeps() {
     let state = tempfile::Builder::new()
         .prefix("coderun-leaks-")
         .tempdir_in("/run")
@@ -82,12 +104,19 @@ fn sigkill_mid_run_leaves_boxes_that_the_next_start_sweeps() {
         wait_until("8 boxes run", Duration::from_secs(30), || {
             processes_containing(&nonce).len() >= 8
         });
+        let helpers = helpers_of(victim.pid);
+        assert!(helpers.len() >= 8, "8 helpers at least: {helpers:?}");
+        for pid in helpers {
+            // SAFETY: kill(2) on a helper of the server this test started.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
         victim.kill9();
 
-        // The leftovers are really there.
-        assert!(
-            processes_containing(&nonce).len() >= 8,
-            "the boxes' processes should outlive a SIGKILLed server"
+        // The programs died with their helpers; their cgroups and state dirs are left.
+        wait_until(
+            "the boxes' programs die with their helpers",
+            Duration::from_secs(5),
+            || processes_containing(&nonce).is_empty(),
         );
         // 8 running boxes, plus whatever warm pooled boxes the victim held.
         let boxes = std::fs::read_dir(victim_dir.join("boxes"))
