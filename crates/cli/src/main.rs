@@ -242,7 +242,8 @@ fn load_languages(dir: Option<&Path>) -> anyhow::Result<Vec<LanguageFile>> {
 
 struct Service {
     engine: Arc<Engine>,
-    backend: Arc<LinuxBackend>,
+    /// The sandbox instance's id (its state dir and cgroup are named after it), for the log.
+    instance: String,
 }
 
 fn build(config: &Config, languages_dir: Option<&Path>) -> anyhow::Result<Service> {
@@ -260,12 +261,14 @@ fn build(config: &Config, languages_dir: Option<&Path>) -> anyhow::Result<Servic
     let backend = Arc::new(LinuxBackend::new(lc).context("cannot set up the native sandbox")?);
     let langs = load_languages(languages_dir.or(config.server.languages_dir.as_deref()))?;
     let scratch = backend.instance_dir().join("artifacts");
+    let instance = backend.instance_id().to_string();
     let mut engine_config = config.engine.clone();
     if engine_config.compile_cache_dir.is_none() {
         engine_config.compile_cache_dir = Some(config.sandbox.data_dir.join("compile-cache"));
     }
+    // From here on the backend is reached only through the engine and the trait.
     let engine = Engine::new(
-        backend.clone() as Arc<dyn Backend>,
+        backend as Arc<dyn Backend>,
         engine_config,
         langs,
         &exe,
@@ -273,7 +276,7 @@ fn build(config: &Config, languages_dir: Option<&Path>) -> anyhow::Result<Servic
     )?;
     Ok(Service {
         engine: Arc::new(engine),
-        backend,
+        instance,
     })
 }
 
@@ -311,7 +314,7 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, instance = service.backend.instance_id(), "coderun listening");
+    tracing::info!(addr = %listener.local_addr()?, instance = %service.instance, "coderun listening");
     let grace = std::time::Duration::from_secs(config.server.shutdown_grace_s);
     let engine = service.engine.clone();
     // On SIGTERM/SIGINT: drain (health says so, new runs get 503 + Retry-After, the port
