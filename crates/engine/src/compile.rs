@@ -75,7 +75,7 @@ pub(crate) async fn compile(
                 let message = match out.limit {
                     Some(hit) => format!(
                         "Compilation failed: {}\n{text}",
-                        limit_sentence(hit, &plan.compile_limits).to_lowercase()
+                        limit_sentence(hit, &plan.compile_limits)
                     ),
                     None if out.success() => format!(
                         "{text}\nCompilation produced no {} (or it was over {} bytes)",

@@ -143,9 +143,12 @@ pub(crate) fn plan(
         if reserved.contains(&name.as_str()) || files.iter().any(|f| &f.path == name) {
             return Err(invalid(&field, format!("{name:?} is already used (by the main source, a generated file or another entry)")));
         }
-        if files.iter().any(|f| {
-            name.starts_with(&format!("{}/", f.path)) || f.path.starts_with(&format!("{name}/"))
-        }) {
+        // A file may not sit under another (or under a name the language or its compiler
+        // writes), nor be a directory above one.
+        let clash = |other: &str| {
+            name.starts_with(&format!("{other}/")) || other.starts_with(&format!("{name}/"))
+        };
+        if files.iter().any(|f| clash(&f.path)) || reserved.iter().any(|r| clash(r)) {
             return Err(invalid(
                 &field,
                 format!("{name:?} clashes with another file's directory"),

@@ -106,26 +106,38 @@ impl Pool {
         self.stopped.load(Ordering::SeqCst)
     }
 
-    /// A ready box, if there is one (never waits: without one the request runs fresh). Taking
-    /// the last one, or finding none, grows the pool to its maximum.
+    /// A ready box, if there is one (never waits: without one the request runs fresh). Finding
+    /// none is demand the pool did not meet: it grows to its maximum. A box taken is either
+    /// [`used`](Self::used) or [`put_back`](Self::put_back).
     pub fn take(&self) -> Option<Ready> {
         if self.is_stopped() {
             return None;
         }
-        let taken = {
-            let mut state = self.lock();
-            state.last_take = Instant::now();
-            let taken = state.ready.pop_front();
-            if state.ready.is_empty() {
-                state.target = self.sizing.max;
-            }
-            taken
-        };
-        self.wake.notify_one();
+        let taken = self.lock().ready.pop_front();
+        if taken.is_none() {
+            self.demand();
+        }
         taken
     }
 
-    /// Gives back a box taken but not used (it did not fit the request).
+    /// A box taken was used: the pool refills, and grows to its maximum if it is now empty.
+    pub fn used(&self) {
+        self.demand();
+    }
+
+    fn demand(&self) {
+        {
+            let mut state = self.lock();
+            state.last_take = Instant::now();
+            if state.ready.is_empty() {
+                state.target = self.sizing.max;
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// Gives back a box taken but not used (it did not fit the request): the pool is as if
+    /// it had not been asked.
     pub fn put_back(&self, ready: Ready) {
         if self.is_stopped() {
             return;

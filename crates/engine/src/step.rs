@@ -65,6 +65,7 @@ pub(crate) async fn run(
     if let Some(pool) = pool {
         if let Some(ready) = pool.take() {
             if ready.prepared.accepts(&program) {
+                pool.used();
                 let Ready { prepared, artifact } = ready;
                 let outcome = prepared.start(program).await?;
                 // A warm compile box writes its output where it was told at set-up.

@@ -215,7 +215,7 @@ async fn a_compiler_stopped_by_a_limit_names_the_limit() {
     .await;
     assert_eq!(
         exec.error.as_deref(),
-        Some("Compilation failed: time limit exceeded (15 s)\npartial\n")
+        Some("Compilation failed: Time limit exceeded (15 s)\npartial\n")
     );
     assert_eq!(exec.compile_output.as_deref(), Some("partial\n"));
     let exec = compile_error(
@@ -230,7 +230,7 @@ async fn a_compiler_stopped_by_a_limit_names_the_limit() {
     .await;
     assert_eq!(
         exec.error.as_deref(),
-        Some("Compilation failed: cpu time limit exceeded (30 s)\n")
+        Some("Compilation failed: CPU time limit exceeded (30 s)\n")
     );
     // A limit hit with exit code 0 (the output cap) is a failure too.
     let exec = compile_error(
@@ -247,13 +247,12 @@ async fn a_compiler_stopped_by_a_limit_names_the_limit() {
     assert!(
         exec.error
             .as_deref()
-            .is_some_and(|e| e.starts_with("Compilation failed: output limit exceeded (")),
+            .is_some_and(|e| e.starts_with("Compilation failed: Output limit exceeded (")),
         "{exec:?}"
     );
 }
 
 #[tokio::test]
-#[ignore = "bug: compile::compile lowercases the whole limit sentence, so the unit reads `(512 mib)` instead of `(512 MiB)`"]
 async fn a_compiler_out_of_memory_names_the_limit_in_mib() {
     let s = Setup::simple(&[CC]);
     let exec = compile_error(
@@ -268,7 +267,7 @@ async fn a_compiler_out_of_memory_names_the_limit_in_mib() {
     .await;
     assert_eq!(
         exec.error.as_deref(),
-        Some("Compilation failed: memory limit exceeded (512 MiB)\n")
+        Some("Compilation failed: Memory limit exceeded (512 MiB)\n")
     );
 }
 

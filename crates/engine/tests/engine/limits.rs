@@ -458,7 +458,6 @@ async fn bad_and_duplicate_file_names_are_refused() {
 }
 
 #[tokio::test]
-#[ignore = "bug: plan() checks a request file for a directory clash only against the main source and the other request files, not against extra_files; `package.json/x` passes and the box gets both `package.json` and `package.json/x` (a set-up failure, 5xx, instead of a 422)"]
 async fn a_file_under_a_file_the_language_adds_is_refused() {
     let s = Setup::simple(&[JS]);
     s.fake
@@ -467,7 +466,6 @@ async fn a_file_under_a_file_the_language_adds_is_refused() {
 }
 
 #[tokio::test]
-#[ignore = "bug: plan() reserves the compiler's output name only as an exact name; `main/x.h` passes, so the compiler cannot write `main` and the run box would get both `main` and `main/x.h` (a compile error or a set-up failure instead of a 422)"]
 async fn a_file_under_the_compiler_output_name_is_refused() {
     let s = Setup::simple(&[CC]);
     s.fake

@@ -171,7 +171,6 @@ async fn a_box_the_backend_refuses_stays_ready_and_the_request_runs_fresh() {
 }
 
 #[tokio::test]
-#[ignore = "bug: Pool::take raises the target to max when it pops the last ready box, before the backend is asked; a box refused by accepts() and put back still grows the pool (min 1 -> max), and every refused take refreshes last_take, so a client whose requests never fit keeps max boxes warm that nobody can use"]
 async fn a_box_the_backend_refuses_does_not_grow_the_pool() {
     let s = Setup::new(
         Fake::new(true),

@@ -38,10 +38,11 @@ async fn each_limit_maps_to_its_status_and_sentence() {
             "Time limit exceeded (1.5 s)",
         ),
         (
+            // The CPU limit a timeout implies reads as the time limit the client set.
             timeout(2.0),
             LimitHit::CpuTime,
             Status::Timeout,
-            "CPU time limit exceeded (2 s)",
+            "Time limit exceeded (2 s)",
         ),
         (
             ExecuteRequest {
