@@ -314,7 +314,7 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, instance = %service.instance, "coderun listening");
+    tracing::info!(addr = %listener.local_addr()?, instance = ?service.instance, "coderun listening");
     let grace = std::time::Duration::from_secs(config.server.shutdown_grace_s);
     let engine = service.engine.clone();
     // On SIGTERM/SIGINT: drain (health says so, new runs get 503 + Retry-After, the port
