@@ -1903,7 +1903,15 @@ mod tests {
             let throttled = flat_keyed(Path::new("cpu.stat"), &stat, "nr_throttled")
                 .unwrap()
                 .unwrap_or(0);
-            assert!(throttled > 0, "{stat}");
+            // Throttling shows only when the loop could use more than its quota: on a machine
+            // so busy that it got well under 50% of a CPU, the quota never had to act.
+            if u2 - u1 > wall * 4 / 10 {
+                assert!(throttled > 0, "{stat}");
+            } else {
+                eprintln!(
+                    "busy machine: the loop got under 40% of a CPU, throttling not observable"
+                );
+            }
 
             bx.kill_all().unwrap();
             assert!(bx.procs().unwrap().is_empty());
