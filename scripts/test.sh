@@ -18,7 +18,8 @@ fi
 scripts/setup.sh
 
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+started=$(mktemp)
+trap 'rm -f "$log" "$started"' EXIT
 (($#)) || set -- --workspace
 cargo_status=0
 cargo test --locked --no-fail-fast "$@" 2>&1 | tee "$log" || cargo_status=$?
@@ -29,7 +30,7 @@ echo "== test summary =="
 # "Running unittests src/lib.rs (target/debug/deps/coderun_api-…)", "Doc-tests coderun_api");
 # the binary ends with "test result: ok. 7 passed; 0 failed; 2 ignored; …". A binary that
 # prints no result line crashed (or was killed): it counts as one failure.
-awk -v cargo_status="$cargo_status" '
+summary=$(awk -v cargo_status="$cargo_status" '
     function close_binary() {
         if (name != "" && !done) {
             printf "  %-48s CRASHED (no test result)\n", name
@@ -76,7 +77,20 @@ awk -v cargo_status="$cargo_status" '
         }
         printf "%d passed, %d failed, %d skipped\n", passed, failed, skipped
     }
-' "$log"
+' "$log")
+sed '$d' <<<"$summary"
+
+# Nothing of the tests may stay in the temp dir (shown, not counted: another run on the same
+# machine at the same time could have made what is listed).
+tmp=${TMPDIR:-/tmp}
+left=$(find "$tmp" -maxdepth 1 -name 'coderun-*' -newer "$started" 2>/dev/null | sort)
+if [ -z "$left" ]; then
+    echo "  left in $tmp by the tests: nothing"
+else
+    echo "  left in $tmp by the tests (or by another run at the same time):"
+    printf '    %s\n' $left
+fi
+tail -n 1 <<<"$summary"
 
 if [ "$cargo_status" != 0 ]; then
     exit 1
