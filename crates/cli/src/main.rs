@@ -55,7 +55,9 @@ enum Command {
         file: PathBuf,
         #[arg(long, short)]
         language: Option<String>,
-        /// File whose content is the program's stdin.
+        /// File whose content is the program's stdin, `-` for this command's standard input.
+        /// Without it, a piped or redirected standard input is passed on; a terminal is not
+        /// read. Capped at the engine's `max_stdin_bytes` (1 MiB by default).
         #[arg(long)]
         stdin: Option<PathBuf>,
         /// Wall-clock limit in seconds.
@@ -394,6 +396,48 @@ async fn run(
     timeout: Option<f64>,
     args: Vec<String>,
 ) -> anyhow::Result<i32> {
+    use std::io::{IsTerminal, Read};
+    /// Reads all of `from` as the program's stdin, failing past the engine's limit (and
+    /// reading at most one byte past it, so an endless producer cannot fill the memory).
+    fn read_stdin(from: impl Read, what: &str, limit: u64) -> anyhow::Result<String> {
+        let mut bytes = Vec::new();
+        from.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {what}"))?;
+        if bytes.len() as u64 > limit {
+            let size = if limit > 0 && limit.trailing_zeros() >= 20 {
+                format!("{} MiB", limit >> 20)
+            } else {
+                format!("{limit} bytes")
+            };
+            bail!(
+                "{what} is over the stdin limit of {size} (engine max_stdin_bytes = {limit}); \
+                 pass less, or raise max_stdin_bytes in the [engine] section of the config"
+            );
+        }
+        String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("{what} is not UTF-8 text; a program's stdin must be"))
+    }
+    let limit = config.engine.max_stdin_bytes;
+    let stdin = match stdin {
+        Some(p) if p.as_os_str() == "-" => Some(read_stdin(
+            std::io::stdin().lock(),
+            "standard input",
+            limit,
+        )?),
+        Some(p) => {
+            let f =
+                std::fs::File::open(&p).with_context(|| format!("cannot read {}", p.display()))?;
+            Some(read_stdin(f, &p.display().to_string(), limit)?)
+        }
+        // Piped or redirected: passed on, as `echo 5 6 | python3 sum.py` would.
+        None if !std::io::stdin().is_terminal() => Some(read_stdin(
+            std::io::stdin().lock(),
+            "standard input",
+            limit,
+        )?),
+        None => None,
+    };
     let service = build(&config, languages_dir.as_deref())?;
     let code = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read {}", file.display()))?;
@@ -411,12 +455,6 @@ async fn run(
                     )
                 })?
         }
-    };
-    let stdin = match stdin {
-        Some(p) => Some(
-            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
-        ),
-        None => None,
     };
     let exec = service
         .engine
