@@ -252,3 +252,110 @@ fn a_terminal_stdin_is_left_alone() {
     let r = run(dir.path(), "count.py", &[], Input::Terminal);
     assert_eq!((r.code, r.stdout.as_str()), (Some(0), "0\n"), "{r}");
 }
+
+/// Log lines at INFO level in `stderr` (text or JSON format).
+fn info_lines(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .filter(|l| l.contains(" INFO ") || l.contains("\"level\":\"INFO\""))
+        .collect()
+}
+
+/// `run` and `doctor` print what the user asked for; the service's progress only with `-v`
+/// or CODERUN_LOG.
+#[test]
+fn run_and_doctor_print_no_info_lines_unless_asked() {
+    let dir = program("hello.py", "print('hello')\n");
+    let quiet = run(dir.path(), "hello.py", &[], Input::Piped(b""));
+    assert_eq!(
+        (quiet.code, quiet.stdout.as_str()),
+        (Some(0), "hello\n"),
+        "{quiet}"
+    );
+    assert_eq!(info_lines(&quiet.stderr), Vec::<&str>::new(), "{quiet}");
+    for extra in [["-v"], ["--verbose"]] {
+        let loud = run(dir.path(), "hello.py", &extra, Input::Piped(b""));
+        assert_eq!(loud.stdout, "hello\n", "{loud}");
+        assert!(!info_lines(&loud.stderr).is_empty(), "{extra:?}: {loud}");
+    }
+    let langs = languages_dir();
+    let by_env = coderun(
+        dir.path(),
+        &["run", "hello.py", "--languages-dir", &langs],
+        Input::Piped(b""),
+        &[("CODERUN_LOG", "info")],
+    );
+    assert!(!info_lines(&by_env.stderr).is_empty(), "{by_env}");
+
+    let doctor = coderun(
+        dir.path(),
+        &["doctor", "--languages-dir", &langs],
+        Input::Piped(b""),
+        &[],
+    );
+    assert!(doctor.stdout.contains("sandbox self-check"), "{doctor}");
+    assert_eq!(info_lines(&doctor.stderr), Vec::<&str>::new(), "{doctor}");
+    let doctor = coderun(
+        dir.path(),
+        &["-v", "doctor", "--languages-dir", &langs],
+        Input::Piped(b""),
+        &[],
+    );
+    assert!(!info_lines(&doctor.stderr).is_empty(), "{doctor}");
+}
+
+/// `serve` logs its progress at INFO as before, without being asked.
+#[test]
+fn serve_logs_info_lines_by_default() {
+    let dir = program("empty.toml", "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_coderun"))
+        .args(["--config", "empty.toml", "serve", "--listen", "127.0.0.1:0"])
+        .args(["--languages-dir", &languages_dir()])
+        .current_dir(dir.path())
+        .env_remove("CODERUN_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start coderun serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let listening = loop {
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) => {
+                let found = line.contains(" INFO ") && line.contains("coderun listening");
+                seen.push(line);
+                if found {
+                    break true;
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    // SAFETY: signalling the server this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        listening,
+        "no INFO 'coderun listening' line:\n{}",
+        seen.join("\n")
+    );
+}

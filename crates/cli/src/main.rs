@@ -35,6 +35,10 @@ struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "CODERUN_CONFIG")]
     config: Option<PathBuf>,
+    /// Log progress (INFO lines) on stderr; `serve` always does, `run` and `doctor` only
+    /// with this flag. CODERUN_LOG (e.g. `info`, `coderun_engine=debug`) overrides both.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -161,7 +165,12 @@ fn try_main() -> anyhow::Result<i32> {
         return bench::main(args);
     }
     let config = Config::load(cli.config.as_deref())?;
-    init_logging(config.server.log_format);
+    // `run` and `doctor` print what the user asked for, not the service's progress.
+    let quiet = !cli.verbose && !matches!(cli.command, Command::Serve { .. });
+    init_logging(
+        config.server.log_format,
+        if quiet { "warn" } else { "info" },
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -185,9 +194,10 @@ fn try_main() -> anyhow::Result<i32> {
     })
 }
 
-fn init_logging(format: config::LogFormat) {
+/// Logs to stderr at `default_level`, or as the CODERUN_LOG filter says when it is set.
+fn init_logging(format: config::LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CODERUN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
