@@ -261,7 +261,9 @@ extern "C" fn stop_shared() {
 /// One server shared by every test of a suite (started on first use, stopped at exit).
 pub fn shared() -> &'static Server {
     SHARED.get_or_init(|| {
-        let s = Server::start();
+        let mut s = Server::start();
+        // The server has read its config file; a static is never dropped, so remove it now.
+        s._config = None;
         SHARED_PID.store(s.pid, std::sync::atomic::Ordering::SeqCst);
         // SAFETY: registering a plain extern "C" function with no captured state.
         unsafe { libc::atexit(stop_shared) };

@@ -1,7 +1,8 @@
 //! The OpenAPI 3 description of the API, generated from the handlers' `#[utoipa::path]`
 //! annotations and the types' `ToSchema` derives, served at `GET /openapi.json`; and the
 //! Swagger UI at `GET /docs` (its assets are compiled in from `utoipa-swagger-ui-vendored`,
-//! nothing is fetched at build time or run time).
+//! nothing is fetched at build time or run time, and the page fetches nothing from another
+//! host: no validator badge).
 
 use std::sync::{Arc, OnceLock};
 
@@ -270,7 +271,16 @@ pub(crate) async fn docs_asset(Path(file): Path<String>) -> Response {
 fn docs_file(path: &str) -> Response {
     static CONFIG: OnceLock<Arc<utoipa_swagger_ui::Config<'static>>> = OnceLock::new();
     let config = CONFIG
-        .get_or_init(|| Arc::new(utoipa_swagger_ui::Config::from("/openapi.json")))
+        .get_or_init(|| {
+            // The page loads nothing from another host. Swagger UI's default validator is
+            // swagger.io's online one: off ("none"), or every page served from a host other
+            // than localhost would send the spec's URL there for a badge. And the page's
+            // query string may not point the UI at another spec or config.
+            let config = utoipa_swagger_ui::Config::from("/openapi.json")
+                .validator_url("none")
+                .query_config_enabled(false);
+            Arc::new(config)
+        })
         .clone();
     match utoipa_swagger_ui::serve(path, config) {
         Ok(Some(file)) => (

@@ -51,33 +51,42 @@ impl Backend for FixedOutcome {
     }
 }
 
-/// One runtime and one router for every case (building the engine resolves runtimes on the
-/// host, which takes a while).
-fn shared() -> &'static (tokio::runtime::Runtime, axum::Router) {
-    static SHARED: std::sync::OnceLock<(tokio::runtime::Runtime, axum::Router)> =
-        std::sync::OnceLock::new();
-    SHARED.get_or_init(|| {
+/// A runtime and the router over an engine for one test's cases (building the engine resolves
+/// runtimes on the host, which takes a while), and the engine's scratch dir. Fields drop in
+/// order: the router (and with it the engine), the runtime, then the scratch dir, removed
+/// with whatever the engine left in it.
+struct Fixture {
+    app: axum::Router,
+    rt: tokio::runtime::Runtime,
+    scratch: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .expect("runtime");
-        let app = router(&rt);
-        (rt, app)
-    })
+        let scratch = tempfile::Builder::new()
+            .prefix("coderun-fuzz-")
+            .tempdir()
+            .expect("scratch dir");
+        let app = router(&rt, scratch.path());
+        Fixture { app, rt, scratch }
+    }
 }
 
-fn router(rt: &tokio::runtime::Runtime) -> axum::Router {
+fn router(rt: &tokio::runtime::Runtime, scratch: &Path) -> axum::Router {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../languages");
     let langs = coderun_engine::language::load_dir(&dir).expect("language files");
-    let scratch = tempfile_dir();
     let engine = rt.block_on(async {
         Engine::new(
             Arc::new(FixedOutcome) as Arc<dyn Backend>,
             EngineConfig::default(),
             langs,
             Path::new("/nonexistent/coderun"),
-            scratch,
+            scratch.to_path_buf(),
         )
         .expect("engine")
     });
@@ -85,12 +94,6 @@ fn router(rt: &tokio::runtime::Runtime) -> axum::Router {
         Arc::new(engine),
         coderun_api::DEFAULT_BODY_LIMIT,
     ))
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("coderun-fuzz-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
 }
 
 fn post(
@@ -185,20 +188,36 @@ fn requestish() -> impl Strategy<Value = serde_json::Value> {
     .prop_map(|m| serde_json::Value::Object(m.into_iter().collect()))
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+const CASES: u32 = 1500;
 
-    #[test]
-    fn arbitrary_bytes_never_cause_a_5xx(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-        let (rt, app) = shared();
-        let (status, json) = post(rt, app, bytes);
-        check(status, &json)?;
-    }
+/// The tests leave nothing in the temp dir: a fixture's scratch dir (where the compile step
+/// puts its artefact) is removed with the fixture.
+#[test]
+fn the_scratch_dir_goes_with_the_fixture() {
+    let fx = Fixture::new();
+    let dir = fx.scratch.path().to_path_buf();
+    let rust = br#"{"language": "rust", "code": "fn main() {}"}"#.to_vec();
+    let (status, json) = post(&fx.rt, &fx.app, rust);
+    assert_eq!(status, StatusCode::OK, "{json}");
+    assert!(dir.is_dir(), "{}", dir.display());
+    drop(fx);
+    assert!(!dir.exists(), "left behind: {}", dir.display());
+}
 
-    #[test]
-    fn requestish_json_never_causes_a_5xx(body in requestish()) {
-        let (rt, app) = shared();
-        let (status, json) = post(rt, app, serde_json::to_vec(&body).unwrap());
+#[test]
+fn arbitrary_bytes_never_cause_a_5xx() {
+    let fx = Fixture::new();
+    proptest!(ProptestConfig::with_cases(CASES), |(bytes in prop::collection::vec(any::<u8>(), 0..512))| {
+        let (status, json) = post(&fx.rt, &fx.app, bytes);
         check(status, &json)?;
-    }
+    });
+}
+
+#[test]
+fn requestish_json_never_causes_a_5xx() {
+    let fx = Fixture::new();
+    proptest!(ProptestConfig::with_cases(CASES), |(body in requestish())| {
+        let (status, json) = post(&fx.rt, &fx.app, serde_json::to_vec(&body).unwrap());
+        check(status, &json)?;
+    });
 }

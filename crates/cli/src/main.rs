@@ -35,6 +35,10 @@ struct Cli {
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "CODERUN_CONFIG")]
     config: Option<PathBuf>,
+    /// Log progress (INFO lines) on stderr; `serve` always does, `run` and `doctor` only
+    /// with this flag. CODERUN_LOG (e.g. `info`, `coderun_engine=debug`) overrides both.
+    #[arg(long, short, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,7 +59,9 @@ enum Command {
         file: PathBuf,
         #[arg(long, short)]
         language: Option<String>,
-        /// File whose content is the program's stdin.
+        /// File whose content is the program's stdin, `-` for this command's standard input.
+        /// Without it, a piped or redirected standard input is passed on; a terminal is not
+        /// read. Capped at the engine's `max_stdin_bytes` (1 MiB by default).
         #[arg(long)]
         stdin: Option<PathBuf>,
         /// Wall-clock limit in seconds.
@@ -170,7 +176,12 @@ fn try_main() -> anyhow::Result<i32> {
         return bench::main(args);
     }
     let config = Config::load(cli.config.as_deref())?;
-    init_logging(config.server.log_format);
+    // `run` and `doctor` print what the user asked for, not the service's progress.
+    let quiet = !cli.verbose && !matches!(cli.command, Command::Serve { .. });
+    init_logging(
+        config.server.log_format,
+        if quiet { "warn" } else { "info" },
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -197,9 +208,10 @@ fn try_main() -> anyhow::Result<i32> {
     })
 }
 
-fn init_logging(format: config::LogFormat) {
+/// Logs to stderr at `default_level`, or as the CODERUN_LOG filter says when it is set.
+fn init_logging(format: config::LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CODERUN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -411,6 +423,48 @@ async fn run(
     timeout: Option<f64>,
     args: Vec<String>,
 ) -> anyhow::Result<i32> {
+    use std::io::{IsTerminal, Read};
+    /// Reads all of `from` as the program's stdin, failing past the engine's limit (and
+    /// reading at most one byte past it, so an endless producer cannot fill the memory).
+    fn read_stdin(from: impl Read, what: &str, limit: u64) -> anyhow::Result<String> {
+        let mut bytes = Vec::new();
+        from.take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read {what}"))?;
+        if bytes.len() as u64 > limit {
+            let size = if limit > 0 && limit.trailing_zeros() >= 20 {
+                format!("{} MiB", limit >> 20)
+            } else {
+                format!("{limit} bytes")
+            };
+            bail!(
+                "{what} is over the stdin limit of {size} (engine max_stdin_bytes = {limit}); \
+                 pass less, or raise max_stdin_bytes in the [engine] section of the config"
+            );
+        }
+        String::from_utf8(bytes)
+            .map_err(|_| anyhow::anyhow!("{what} is not UTF-8 text; a program's stdin must be"))
+    }
+    let limit = config.engine.max_stdin_bytes;
+    let stdin = match stdin {
+        Some(p) if p.as_os_str() == "-" => Some(read_stdin(
+            std::io::stdin().lock(),
+            "standard input",
+            limit,
+        )?),
+        Some(p) => {
+            let f =
+                std::fs::File::open(&p).with_context(|| format!("cannot read {}", p.display()))?;
+            Some(read_stdin(f, &p.display().to_string(), limit)?)
+        }
+        // Piped or redirected: passed on, as `echo 5 6 | python3 sum.py` would.
+        None if !std::io::stdin().is_terminal() => Some(read_stdin(
+            std::io::stdin().lock(),
+            "standard input",
+            limit,
+        )?),
+        None => None,
+    };
     let service = build(&config, languages_dir.as_deref())?;
     let code = std::fs::read_to_string(&file)
         .with_context(|| format!("cannot read {}", file.display()))?;
@@ -428,12 +482,6 @@ async fn run(
                     )
                 })?
         }
-    };
-    let stdin = match stdin {
-        Some(p) => Some(
-            std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))?,
-        ),
-        None => None,
     };
     let exec = service
         .engine

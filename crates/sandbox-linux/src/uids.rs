@@ -2,6 +2,11 @@
 //! so processes of two boxes never share an owner. A slot is held by an `flock` on
 //! `<lock_dir>/<slot>` for as long as the helper lives; the kernel drops the lock if the helper
 //! dies, so a crash never leaks a slot. The lock dir is shared by every instance on the host.
+//!
+//! Slots are taken lowest free first, so the lock dir holds one file per slot up to the peak
+//! number of boxes that ever ran at once, not one per slot ever tried. A slot's file is never
+//! removed: if one process unlinked it while another had just opened it, a third could create
+//! a fresh file of the same name and lock it too, and two boxes would share a host uid.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -18,9 +23,7 @@ pub struct Slot {
 impl Slot {
     pub fn acquire(lock_dir: &Path, base: u32, slots: u32) -> io::Result<Slot> {
         fs::create_dir_all(lock_dir)?;
-        let start = std::process::id() % slots.max(1);
-        for i in 0..slots {
-            let slot = (start + i) % slots;
+        for slot in 0..slots {
             let file = OpenOptions::new()
                 .create(true)
                 .truncate(false)
@@ -70,5 +73,39 @@ mod tests {
         assert!(Slot::acquire(dir.path(), 100_000, 2).is_err());
         drop(a);
         assert!(Slot::acquire(dir.path(), 100_000, 2).is_ok());
+    }
+
+    fn slot_of(s: &Slot) -> u32 {
+        (s.first - 100_000) / 2
+    }
+
+    #[test]
+    fn the_lowest_free_slot_is_taken_first_and_files_stop_at_the_peak() {
+        let dir = tempfile::tempdir().unwrap();
+        let take = || Slot::acquire(dir.path(), 100_000, 64).unwrap();
+        let a = take();
+        let b = take();
+        assert_eq!((slot_of(&a), slot_of(&b)), (0, 1));
+        let c = take();
+        assert_eq!(slot_of(&c), 2);
+        drop(a);
+        let d = take();
+        assert_eq!(
+            slot_of(&d),
+            0,
+            "a released slot is the first one taken again"
+        );
+        drop((b, c, d));
+        // Three boxes at most ran at once: three lock files, none removed.
+        for _ in 0..10 {
+            let e = take();
+            assert_eq!(slot_of(&e), 0);
+        }
+        let mut files: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, ["0", "1", "2"]);
     }
 }

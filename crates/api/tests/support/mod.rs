@@ -19,8 +19,11 @@ use coderun_sandbox::{Backend, BoxFuture, BoxSpec, Check, Outcome, SandboxError}
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
-/// A backend that never runs anything (no language is loaded, so nothing asks it to).
-struct NoBackend;
+/// A backend that never runs anything (no language is loaded, so nothing asks it to). It
+/// holds the engine's scratch dir, so the dir is removed when the engine (its owner) is dropped.
+struct NoBackend {
+    _scratch: tempfile::TempDir,
+}
 
 impl Backend for NoBackend {
     fn name(&self) -> &'static str {
@@ -42,14 +45,18 @@ impl Backend for NoBackend {
 
 /// An engine with no languages over [`NoBackend`].
 pub fn engine() -> Arc<Engine> {
-    let scratch = std::env::temp_dir().join(format!("coderun-api-test-{}", std::process::id()));
+    let scratch = tempfile::Builder::new()
+        .prefix("coderun-api-test-")
+        .tempdir()
+        .expect("scratch dir");
+    let path = scratch.path().to_path_buf();
     Arc::new(
         Engine::new(
-            Arc::new(NoBackend) as Arc<dyn Backend>,
+            Arc::new(NoBackend { _scratch: scratch }) as Arc<dyn Backend>,
             EngineConfig::default(),
             Vec::new(),
             Path::new("/nonexistent/coderun"),
-            scratch,
+            path,
         )
         .expect("engine"),
     )
