@@ -305,3 +305,69 @@ fn typescript_hostile_nesting_is_a_compile_error_and_the_server_survives() {
     }));
     assert_ok(&ok, "typescript", "1\n");
 }
+
+/// Type checking is a fact of the server, not of the program: on a server without the
+/// checker, `typecheck: true` gets 503 `typecheck_unavailable` (not a compile error), and
+/// `/languages` says so; once the checker is installed under the running server, the next
+/// such request type-checks (the server looks for it again when asked).
+#[test]
+fn typecheck_is_found_when_installed_under_a_running_server() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let installed = repo.join("tools/node_modules");
+    assert!(
+        installed.join("@typescript").is_dir(),
+        "scripts/setup.sh installs the checker before the suites"
+    );
+    // A copy of the languages whose tools/ dir (the checker's place) starts empty. It sits
+    // in the build dir, on the same file system as the checker, so installing is a hard-link
+    // copy.
+    let root = tempfile::Builder::new()
+        .prefix("coderun-typecheck-")
+        .tempdir_in(repo.join("target"))
+        .expect("temp root");
+    let langs = root.path().join("languages");
+    std::fs::create_dir_all(&langs).expect("languages dir");
+    std::fs::create_dir_all(root.path().join("tools")).expect("tools dir");
+    for f in std::fs::read_dir(repo.join("languages"))
+        .expect("languages")
+        .flatten()
+    {
+        std::fs::copy(f.path(), langs.join(f.file_name())).expect("copy language file");
+    }
+    let s = Server::start_with_languages("[engine]\npool_size = 0\n", &[], &langs);
+    let typescript = |s: &Server| {
+        let (_, l) = s.get("/languages");
+        l["languages"]
+            .as_array()
+            .and_then(|a| a.iter().find(|l| l["name"] == "typescript").cloned())
+            .expect("typescript listed")
+    };
+    assert_eq!(typescript(&s)["typecheck"], false);
+    let checked = json!({
+        "language": "typescript",
+        "typecheck": true,
+        "code": "const n: number = \"five\";\nconsole.log(n);\n",
+    });
+    let (status, body) = s.execute(&checked);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["code"], "typecheck_unavailable", "{body}");
+    // Without typecheck the same program runs (the transpiler does not check types).
+    let plain = s.run(json!({"language": "typescript", "code": "console.log(1 as number);"}));
+    assert_eq!(plain["status"], "ok", "{plain}");
+
+    let copied = std::process::Command::new("cp")
+        .arg("-al")
+        .arg(&installed)
+        .arg(root.path().join("tools/node_modules"))
+        .status()
+        .expect("cp");
+    assert!(copied.success());
+    let (status, body) = s.execute(&checked);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["status"], "compile_error",
+        "the type error is found: {body}"
+    );
+    assert!(text(&body, "error").contains("TS2322"), "{body}");
+    assert_eq!(typescript(&s)["typecheck"], true);
+}

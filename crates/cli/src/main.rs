@@ -305,11 +305,16 @@ async fn serve(
     for l in &health.languages {
         match (&l.version, &l.error) {
             (Some(v), _) => tracing::info!(language = %l.name, version = %v, "language ready"),
-            (None, e) => tracing::warn!(language = %l.name, error = ?e, "language unavailable"),
+            (None, _) => {
+                tracing::warn!(language = %l.name, error = ?l.detail, "language unavailable")
+            }
+        }
+        if l.typecheck == Some(false) {
+            tracing::info!(language = %l.name, "type checker not installed: typecheck requests get 503 (scripts/setup.sh installs it)");
         }
     }
     if !health.sandbox_ok {
-        tracing::error!(error = ?health.sandbox_error, "sandbox self-check failed: /health reports unhealthy");
+        tracing::error!(error = ?health.sandbox_detail, "sandbox self-check failed: /health reports unhealthy");
     }
     service.engine.spawn_self_check_loop();
     service.engine.start_pools();
@@ -567,6 +572,17 @@ async fn doctor(config: Config, languages_dir: Option<PathBuf>) -> anyhow::Resul
                 e.map_or("unavailable", |e| e.as_str()),
                 Some("install the runtime or fix its language file"),
             ),
+        }
+        // Type checking is optional: missing, it is reported, not a failure.
+        match l.typecheck {
+            Some(true) => print(true, &format!("typecheck {}", l.name), "installed", None),
+            Some(false) => print(
+                true,
+                &format!("typecheck {}", l.name),
+                "not installed: `\"typecheck\": true` requests get 503 typecheck_unavailable",
+                Some("run scripts/setup.sh (it installs the checker into tools/node_modules)"),
+            ),
+            None => {}
         }
     }
     Ok(i32::from(failed))

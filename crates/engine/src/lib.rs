@@ -481,10 +481,13 @@ impl Engine {
     pub async fn execute(&self, req: ExecuteRequest) -> Result<Execution, EngineError> {
         let lang = self.language(&req.language)?;
         let plan = plan::plan(&self.config, &lang.file, &req)?;
-        if plan.typecheck && lang.typecheck_available() == Some(false) {
-            return Err(EngineError::TypecheckUnavailable {
-                language: lang.file.name.clone(),
-            });
+        if plan.typecheck {
+            if lang.typecheck_available() == Some(false) {
+                return Err(EngineError::TypecheckUnavailable {
+                    language: lang.file.name.clone(),
+                });
+            }
+            self.note_typecheck_available(lang);
         }
         let queued_at = Instant::now();
         let _slot = self.admit().await?;
@@ -604,6 +607,18 @@ impl Engine {
                 engine.self_check().await;
             }
         });
+    }
+
+    /// A type checker found since the last self-check shows in `/health` and `/languages`
+    /// at once (the next self-check refreshes the version line too).
+    fn note_typecheck_available(&self, lang: &Language) {
+        let mut health = self.health.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = health
+            .as_mut()
+            .and_then(|h| h.languages.iter_mut().find(|l| l.name == lang.file.name))
+        {
+            entry.typecheck = Some(true);
+        }
     }
 
     /// The version the last self-check found for a language.
