@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 
 use crate::cgroup::Layout;
 
+/// Prefix of an instance dir being built: `.new-<pid>-<random>`.
+const BUILDING: &str = ".new-";
+
 pub struct Instance {
     pub id: String,
     pub dir: PathBuf,
@@ -46,10 +49,15 @@ impl Instance {
         fs::create_dir_all(&instances)?;
         let id = format!("{}-{:08x}", std::process::id(), crate::random_u64() as u32);
         let dir = instances.join(&id);
-        fs::create_dir(&dir)?;
-        fs::create_dir(dir.join("boxes"))?;
-        let lock = try_lock(&dir.join("lock"))?
+        // Built under a name the sweep leaves alone, and shown under its own name only once
+        // its lock is held: otherwise another server's start-up sweep could take the lock of
+        // a dir just made and remove it as dead.
+        let building = instances.join(format!("{BUILDING}{id}"));
+        fs::create_dir(&building)?;
+        fs::create_dir(building.join("boxes"))?;
+        let lock = try_lock(&building.join("lock"))?
             .ok_or_else(|| io::Error::other("fresh instance lock is held by someone else"))?;
+        fs::rename(&building, &dir)?;
         Ok(Instance {
             id,
             dir,
@@ -76,6 +84,14 @@ pub fn sweep(state_root: &Path, own: &str, layout: Option<&Layout>) -> io::Resul
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name == own || !entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            continue;
+        }
+        if let Some(rest) = name.strip_prefix(BUILDING) {
+            // Left by a server that died while building it (it held nothing yet).
+            let builder = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
+            if builder.is_some_and(|pid| !crate::sys::is_running(pid)) {
+                fs::remove_dir_all(entry.path())?;
+            }
             continue;
         }
         let dir = entry.path();
@@ -119,4 +135,33 @@ fn helper_pid(box_dir: &Path) -> Option<libc::pid_t> {
     let mut args = cmdline.split(|&b| b == 0);
     args.next()?;
     (args.next()? == b"__box").then_some(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_instance_is_shown_only_once_locked_and_a_dead_builders_dir_is_swept() {
+        let root = tempfile::tempdir().unwrap();
+        let a = Instance::create(root.path()).unwrap();
+        assert!(a.dir.join("lock").is_file() && a.dir.join("boxes").is_dir());
+        let instances = root.path().join("instances");
+        // A dir being built by a live process (this one) is left alone; one whose builder is
+        // gone is removed; the live instance is never touched.
+        let live = instances.join(format!("{BUILDING}{}-1", std::process::id()));
+        let dead = instances.join(format!("{BUILDING}2147483000-1"));
+        fs::create_dir(&live).unwrap();
+        fs::create_dir(&dead).unwrap();
+        let swept = sweep(root.path(), "someone-else", None).unwrap();
+        assert_eq!(swept.instances, 0);
+        assert!(live.exists() && !dead.exists() && a.dir.exists());
+        // Once dropped, the instance is dead and swept.
+        let dir = a.dir.clone();
+        let id = a.id.clone();
+        drop(a);
+        let swept = sweep(root.path(), "someone-else", None).unwrap();
+        assert_eq!(swept.instances, 1);
+        assert!(!dir.exists(), "{id}");
+    }
 }

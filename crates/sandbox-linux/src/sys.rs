@@ -121,6 +121,19 @@ pub fn is_running(pid: libc::pid_t) -> bool {
     }
 }
 
+/// Whether the pipe whose write end is `fd` still has a reader (poll reports POLLERR on a
+/// write end once every read end is closed).
+pub fn has_reader(fd: RawFd) -> bool {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: 0,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut pfd, 1, 0) };
+    pfd.revents & libc::POLLERR == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,17 +154,4 @@ mod tests {
         child.wait().unwrap();
         assert!(!is_running(pid));
     }
-}
-
-/// Whether the pipe whose write end is `fd` still has a reader (poll reports POLLERR on a
-/// write end once every read end is closed).
-pub fn has_reader(fd: RawFd) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: 0,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, no wait.
-    unsafe { libc::poll(&mut pfd, 1, 0) };
-    pfd.revents & libc::POLLERR == 0
 }
