@@ -253,4 +253,15 @@ mod tests {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../coderun.example.toml");
         Config::load_with_env(Some(&example), env(&[])).unwrap();
     }
+
+    #[test]
+    fn the_bench_server_configs_are_valid_configs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        let cache = std::path::Path::new("/tmp/a \"b\"");
+        std::fs::write(&path, coderun_bench::server_config(cache, Some(0))).unwrap();
+        let cfg = Config::load_with_env(Some(&path), env(&[])).unwrap();
+        assert_eq!(cfg.engine.pool_size, Some(0));
+        assert_eq!(cfg.engine.compile_cache_dir.as_deref(), Some(cache));
+    }
 }

@@ -1,7 +1,6 @@
 //! The `coderun` binary: `serve`, `run`, `doctor`, `bench`, plus two commands for its own use
 //! inside boxes (`__box`, the per-box helper, and `transpile-ts`, the TypeScript compile step).
 
-mod bench;
 mod config;
 mod transpile;
 
@@ -84,7 +83,7 @@ enum Command {
         languages_dir: Option<PathBuf>,
     },
     /// Measure latency, throughput and memory against the bare runtimes; print a report.
-    Bench(bench::BenchArgs),
+    Bench(coderun_bench::BenchArgs),
     /// (inside a compile box) Transpile every TypeScript file of the work dir.
     #[command(name = "transpile-ts", hide = true)]
     TranspileTs {
@@ -173,7 +172,7 @@ fn try_main() -> anyhow::Result<i32> {
                 "coderun bench: --config is not used; the benchmark configures its own servers"
             );
         }
-        return bench::main(args);
+        return Ok(coderun_bench::main(args)?);
     }
     let config = Config::load(cli.config.as_deref())?;
     // `run` and `doctor` print what the user asked for, not the service's progress.

@@ -5,25 +5,25 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-use super::{Lang, Outcome};
+use crate::error::BenchError;
+use crate::langs::Lang;
 
 /// The HTTP client: no proxy, no keep-alive (every request opens its own connection, as a
 /// one-off client would), generous timeout (a queued Rust compile can take a while).
-pub fn client() -> anyhow::Result<Client> {
+pub fn client() -> Result<Client, BenchError> {
     Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(120))
         .build()
-        .context("cannot build the HTTP client")
+        .map_err(BenchError::HttpClient)
 }
 
 /// `GET url` as (status, JSON body); Err when there was no answer.
@@ -58,23 +58,56 @@ pub fn show_pools(pools: Option<&Value>) -> String {
     }
 }
 
-/// The `/languages` versions, `python Python 3.11.7, ...`.
-pub fn versions(http: &Client, url: &str) -> String {
-    let Ok((_, v)) = get_json(http, &format!("{url}/languages"), Duration::from_secs(10)) else {
-        return "?".into();
-    };
-    let list = v.get("languages").unwrap_or(&v);
-    let shown: Vec<String> = list
-        .as_array()
+/// The most boxes each warm pool may hold (`{"python/run": 8, ...}`), from `/health`'s
+/// `pool_max`; None when the server does not report it.
+pub fn pool_max(http: &Client, url: &str) -> Option<BTreeMap<String, u64>> {
+    let (_, v) = get_json(http, &format!("{url}/health"), Duration::from_secs(5)).ok()?;
+    let m = v.get("pool_max")?.as_object()?;
+    Some(
+        m.iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+            .collect(),
+    )
+}
+
+/// One language as `/languages` shows it.
+pub struct ServerLanguage {
+    pub name: String,
+    pub available: bool,
+    /// The version line, or why the language is unavailable.
+    pub detail: String,
+}
+
+/// The server's languages; None when it did not answer with a list.
+pub fn languages(http: &Client, url: &str) -> Option<Vec<ServerLanguage>> {
+    let (_, v) = get_json(http, &format!("{url}/languages"), Duration::from_secs(10)).ok()?;
+    let list = v.get("languages")?.as_array()?;
+    Some(
+        list.iter()
+            .filter_map(|l| {
+                let text = |k: &str| l.get(k).and_then(Value::as_str).map(str::to_string);
+                let available = l.get("available")?.as_bool()?;
+                Some(ServerLanguage {
+                    name: text("name")?,
+                    available,
+                    detail: if available {
+                        text("version").unwrap_or_default()
+                    } else {
+                        text("error").unwrap_or_else(|| "unavailable".into())
+                    },
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The versions, `python Python 3.11.7, ...`.
+pub fn versions(langs: Option<&[ServerLanguage]>) -> String {
+    let shown: Vec<String> = langs
         .into_iter()
         .flatten()
-        .filter_map(|l| {
-            Some(format!(
-                "{} {}",
-                l.get("name")?.as_str()?,
-                l.get("version")?.as_str()?
-            ))
-        })
+        .filter(|l| l.available)
+        .map(|l| format!("{} {}", l.name, l.detail))
         .collect();
     if shown.is_empty() {
         "?".into()
@@ -87,6 +120,7 @@ pub fn versions(http: &Client, url: &str) -> String {
 pub struct Server {
     child: Child,
     pub pid: u32,
+    tag: String,
     pub url: String,
     log_path: PathBuf,
     stopped: bool,
@@ -103,14 +137,15 @@ impl Server {
         langdir: &Path,
         work: &Path,
         tag: &str,
-    ) -> anyhow::Result<Server> {
+    ) -> Result<Server, BenchError> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
-            .context("cannot find a free port")?
+            .map_err(|e| BenchError::server(tag, format!("cannot find a free port: {e}")))?
             .port();
         let log_path = work.join(format!("server-{tag}.log"));
         let log = File::create(&log_path)
-            .with_context(|| format!("cannot create {}", log_path.display()))?;
+            .and_then(|f| Ok((f.try_clone()?, f)))
+            .map_err(|e| BenchError::io("cannot create", &log_path, e))?;
         let mut cmd = Command::new(binary);
         cmd.arg("--config")
             .arg(config)
@@ -118,19 +153,20 @@ impl Server {
             .arg("--languages-dir")
             .arg(langdir)
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+            .stdout(log.0)
+            .stderr(log.1);
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("CODERUN_") {
                 cmd.env_remove(k);
             }
         }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let child = cmd.spawn().map_err(|e| {
+            BenchError::server(tag, format!("cannot start {}: {e}", binary.display()))
+        })?;
         let mut server = Server {
             pid: child.id(),
             child,
+            tag: tag.to_string(),
             url: format!("http://127.0.0.1:{port}"),
             log_path,
             stopped: false,
@@ -140,16 +176,24 @@ impl Server {
         Ok(server)
     }
 
-    fn wait_healthy(&mut self, http: &Client) -> anyhow::Result<()> {
+    fn wait_healthy(&mut self, http: &Client) -> Result<(), BenchError> {
         let deadline = Instant::now() + Duration::from_secs(180);
         let mut unhealthy_since: Option<Instant> = None;
+        let fail = |s: &Server, message: String| BenchError::server(&s.tag, message);
         loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "server exited ({status}); see {}:\n{}",
-                    self.log_path.display(),
-                    self.tail()
-                );
+            match self.child.try_wait() {
+                Ok(None) => {}
+                Ok(Some(status)) => {
+                    return Err(fail(
+                        self,
+                        format!(
+                            "exited ({status}); see {}:\n{}",
+                            self.log_path.display(),
+                            self.tail()
+                        ),
+                    ))
+                }
+                Err(e) => return Err(fail(self, format!("cannot wait for it: {e}"))),
             }
             match get_json(
                 http,
@@ -161,20 +205,26 @@ impl Server {
                 Ok((status, body)) => {
                     let since = *unhealthy_since.get_or_insert_with(Instant::now);
                     if since.elapsed() > Duration::from_secs(30) {
-                        bail!(
-                            "server unhealthy for 30 s (HTTP {status}: {body}); see {}",
-                            self.log_path.display()
-                        );
+                        return Err(fail(
+                            self,
+                            format!(
+                                "unhealthy for 30 s (HTTP {status}: {body}); see {}",
+                                self.log_path.display()
+                            ),
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(_) => {
                     if Instant::now() > deadline {
-                        bail!(
-                            "server not answering after 180 s; see {}:\n{}",
-                            self.log_path.display(),
-                            self.tail()
-                        );
+                        return Err(fail(
+                            self,
+                            format!(
+                                "not answering after 180 s; see {}:\n{}",
+                                self.log_path.display(),
+                                self.tail()
+                            ),
+                        ));
                     }
                     std::thread::sleep(Duration::from_millis(50));
                 }
@@ -238,6 +288,7 @@ impl Drop for Server {
 }
 
 /// What the server said about one run (seconds), for "where the time goes".
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sample {
     pub compile_time: Option<f64>,
     pub wall_time: Option<f64>,
@@ -252,7 +303,8 @@ pub struct Api<'a> {
     true_url: Option<String>,
     nonce: String,
     counter: AtomicU64,
-    samples: Mutex<BTreeMap<usize, Vec<Sample>>>,
+    /// When the last `POST /execute` (or bare run that should count as one) ended.
+    last_busy: Mutex<Instant>,
 }
 
 impl<'a> Api<'a> {
@@ -266,65 +318,68 @@ impl<'a> Api<'a> {
             true_url,
             nonce: format!("{:x}{millis:x}", std::process::id()),
             counter: AtomicU64::new(0),
-            samples: Mutex::new(BTreeMap::new()),
+            last_busy: Mutex::new(Instant::now()),
         }
     }
 
-    pub fn has_true_box(&self) -> bool {
-        self.true_url.is_some()
+    /// Counts now as the end of a request: the next [`Api::wait_idle`] waits from here.
+    pub fn touch(&self) {
+        *self.last_busy.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+    }
+
+    /// Sleeps until no request of ours has ended for `idle` (other clients of a server given
+    /// with --url are not seen).
+    pub fn wait_idle(&self, idle: Duration) {
+        let last = *self.last_busy.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(left) = idle.checked_sub(last.elapsed()) {
+            std::thread::sleep(left);
+        }
     }
 
     /// (status, JSON body if any); Err when there was no answer.
     pub fn post(&self, url: &str, body: &Value) -> Result<(u16, Option<Value>), String> {
-        let r = self
-            .http
-            .post(format!("{url}/execute"))
-            .json(body)
-            .send()
-            .map_err(|e| {
-                let kind = if e.is_timeout() {
-                    "timeout"
-                } else if e.is_connect() {
-                    "connect"
-                } else {
-                    "request"
-                };
-                format!("connection: {kind}")
-            })?;
-        let status = r.status().as_u16();
-        Ok((status, r.json::<Value>().ok()))
+        let r = self.http.post(format!("{url}/execute")).json(body).send();
+        let r = r.map_err(|e| {
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connect"
+            } else {
+                "request"
+            };
+            format!("connection: {kind}")
+        });
+        let out = r.map(|r| {
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().ok())
+        });
+        self.touch();
+        out
     }
 
     /// Hello world; `fresh` appends a comment with a nonce: a new program, a compile-cache
-    /// miss (Python has no compile step, so it is always the same).
-    pub fn source(&self, lang: Lang, fresh: bool) -> String {
-        if !fresh || !lang.compiled() {
-            return lang.hello().to_string();
+    /// miss (languages without a compile step always get the same source).
+    pub fn source(&self, lang: &Lang, fresh: bool) -> String {
+        let comment = lang.data.map(|d| d.comment);
+        match comment {
+            Some(comment) if fresh && lang.compiled() => {
+                let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+                format!("{}\n{comment} bench {}-{n}\n", lang.hello(), self.nonce)
+            }
+            _ => lang.hello().to_string(),
         }
-        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("{}\n// bench {}-{n}\n", lang.hello(), self.nonce)
     }
 
     /// One run; Err with a short error class (for counting) unless it was a 200 with status
-    /// ok and the expected output. `record` keeps the server's numbers under that key (the
-    /// latency case's index).
-    pub fn call(
-        &self,
-        lang: Lang,
-        fresh: bool,
-        record: Option<usize>,
-        pooled: Option<&AtomicUsize>,
-    ) -> Outcome {
-        let url = match lang {
-            Lang::True => self.true_url.as_deref().ok_or("no /bin/true server")?,
-            _ => self.url.as_str(),
-        };
-        let code = if lang == Lang::True {
-            String::new()
+    /// ok and the expected output.
+    pub fn call(&self, lang: &Lang, fresh: bool) -> Result<Sample, String> {
+        let url = if lang.is_box {
+            self.true_url.as_deref().ok_or("no /bin/true server")?
         } else {
-            self.source(lang, fresh)
+            self.url.as_str()
         };
-        let (status, data) = self.post(url, &json!({"code": code, "language": lang.name()}))?;
+        let body = json!({"code": self.source(lang, fresh), "language": lang.name()});
+        let (status, data) = self.post(url, &body)?;
         let data = data.unwrap_or(Value::Null);
         if status != 200 {
             let code = data.get("code").and_then(Value::as_str).unwrap_or("");
@@ -335,29 +390,16 @@ impl<'a> Api<'a> {
         {
             return Err(format!("wrong output (status {run_status})"));
         }
-        let was_pooled = data.get("pooled").and_then(Value::as_bool);
-        if let Some(key) = record {
-            let sample = Sample {
-                compile_time: data.get("compile_time").and_then(Value::as_f64),
-                wall_time: data.get("wall_time").and_then(Value::as_f64),
-                compile_cached: data.get("compile_cached").and_then(Value::as_bool),
-                pooled: was_pooled,
-            };
-            self.samples
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(key)
-                .or_default()
-                .push(sample);
-        }
-        if let (Some(counter), Some(true)) = (pooled, was_pooled) {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
+        Ok(Sample {
+            compile_time: data.get("compile_time").and_then(Value::as_f64),
+            wall_time: data.get("wall_time").and_then(Value::as_f64),
+            compile_cached: data.get("compile_cached").and_then(Value::as_bool),
+            pooled: data.get("pooled").and_then(Value::as_bool),
+        })
     }
 
     /// `POST /execute` for a language that does not exist: HTTP, JSON and validation, no box.
-    pub fn no_box(&self) -> Outcome {
+    pub fn no_box(&self) -> Result<(), String> {
         match self.post(
             &self.url,
             &json!({"code": "", "language": "no-such-language"}),
@@ -367,20 +409,20 @@ impl<'a> Api<'a> {
         }
     }
 
-    /// The first request: does this server have a compile cache, and warm pools?
-    pub fn probe(&self) -> anyhow::Result<(bool, bool)> {
-        let body = json!({"code": Lang::Rust.hello(), "language": "rust"});
-        let (status, data) = self.post(&self.url, &body).map_err(anyhow::Error::msg)?;
+    /// The first request, `lang`'s hello world: does this server have a compile cache (ask
+    /// with a compiled language), and warm pools?
+    pub fn probe(&self, lang: &Lang) -> Result<(bool, bool), BenchError> {
+        let body = json!({"code": lang.hello(), "language": lang.name()});
+        let fail = |message: String| BenchError::server("measured", message);
+        let (status, data) = self.post(&self.url, &body).map_err(fail)?;
         let data = data.unwrap_or(Value::Null);
         if status != 200 {
-            bail!("rust hello world: HTTP {status}: {data}");
+            return Err(fail(format!(
+                "{} hello world: HTTP {status}: {data}",
+                lang.name()
+            )));
         }
         let cached = data.get("compile_cached").is_some_and(|v| !v.is_null());
         Ok((cached, data.get("pooled").is_some()))
-    }
-
-    /// The recorded samples, by key; forgets them.
-    pub fn take_samples(&self) -> BTreeMap<usize, Vec<Sample>> {
-        std::mem::take(&mut *self.samples.lock().unwrap_or_else(|e| e.into_inner()))
     }
 }

@@ -1,19 +1,19 @@
-//! The two measuring phases: latency (every case once per round, in a shuffled order, so
-//! coderun and its baselines see the same machine) and throughput (ABBA blocks at each
-//! concurrency).
+//! Two of the measuring phases: interleaved latency (every case once per round, in a
+//! shuffled order, so coderun and its baselines see the same machine) and throughput (ABBA
+//! blocks at each concurrency). The back-to-back series are in `series`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use crate::baseline::Bare;
+use crate::client::{Api, Sample};
+use crate::error::BenchError;
+use crate::langs::Lang;
+use crate::{log, Outcome};
 
-use super::baseline::Bare;
-use super::client::Api;
-use super::{log, Lang, Outcome};
-
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
     /// POST /execute, a new source each time for compiled languages.
     Coderun,
@@ -28,79 +28,96 @@ pub enum Kind {
 }
 
 pub struct Case<'a> {
-    /// python, typescript, rust, http or box (the /bin/true rows).
-    pub group: &'static str,
+    /// The language's name, `http` (the 422 row) or `box` (the /bin/true rows).
+    pub group: String,
     pub label: String,
     pub kind: Kind,
+    /// The language has a compile step.
+    pub compiled: bool,
     run: Box<dyn Fn() -> Outcome + 'a>,
 }
 
-/// Every latency case, in report order. coderun's cases record the server's numbers under
-/// their index.
-pub fn cases<'a>(api: &'a Api<'a>, bare: &'a Bare, cached: bool) -> Vec<Case<'a>> {
+/// Every latency case, in report order: per language coderun, its compile-cache hit (when
+/// the server has a cache), bare and floor; then the 422 and the /bin/true box.
+pub fn cases<'a>(
+    api: &'a Api<'a>,
+    bare: &'a Bare,
+    langs: &'a [&'a Lang],
+    bin_true: Option<&'a Lang>,
+    cached: bool,
+) -> Vec<Case<'a>> {
     let mut out: Vec<Case<'a>> = Vec::new();
-    let case = |group, label: &str, kind, run: Box<dyn Fn() -> Outcome + 'a>| Case {
-        group,
-        label: label.to_string(),
-        kind,
-        run,
-    };
-    for lang in [Lang::Python, Lang::TypeScript, Lang::Rust] {
-        let group = lang.name();
-        let (bare_label, floor_label) = bare.labels(lang);
-        let label = if lang.compiled() {
+    let case =
+        |group: &str, label: &str, kind, compiled, run: Box<dyn Fn() -> Outcome + 'a>| Case {
+            group: group.to_string(),
+            label: label.to_string(),
+            kind,
+            compiled,
+            run,
+        };
+    for &lang in langs {
+        let name = lang.name();
+        let compiled = lang.compiled();
+        let (bare_label, floor_label) = bare.labels(name);
+        let label = if compiled {
             "coderun POST /execute, new source each time"
         } else {
             "coderun POST /execute"
         };
-        let i = out.len();
         out.push(case(
-            group,
+            name,
             label,
             Kind::Coderun,
-            Box::new(move || api.call(lang, true, Some(i), None)),
+            compiled,
+            Box::new(move || api.call(lang, true).map(Some)),
         ));
-        if cached && lang.compiled() {
-            let i = out.len();
+        if cached && compiled {
             out.push(case(
-                group,
+                name,
                 "coderun POST /execute, same source (compile cache hit)",
                 Kind::Hit,
-                Box::new(move || api.call(lang, false, Some(i), None)),
+                compiled,
+                Box::new(move || api.call(lang, false).map(Some)),
             ));
         }
         out.push(case(
-            group,
+            name,
             &bare_label,
             Kind::Bare,
-            Box::new(move || bare.bare(lang, 0)),
+            compiled,
+            Box::new(move || bare.bare(name, 0)),
         ));
-        out.push(case(
-            group,
-            &floor_label,
-            Kind::Floor,
-            Box::new(move || bare.floor(lang, 0)),
-        ));
+        if let Some(floor_label) = floor_label {
+            out.push(case(
+                name,
+                &floor_label,
+                Kind::Floor,
+                compiled,
+                Box::new(move || bare.floor(name, 0)),
+            ));
+        }
     }
     out.push(case(
         "http",
         "POST /execute answered 422 (no box)",
         Kind::NoBox,
-        Box::new(move || api.no_box()),
+        false,
+        Box::new(move || api.no_box().map(|()| None)),
     ));
-    if api.has_true_box() {
-        let i = out.len();
+    if let Some(t) = bin_true {
         out.push(case(
             "box",
             "coderun box running /bin/true",
             Kind::Coderun,
-            Box::new(move || api.call(Lang::True, true, Some(i), None)),
+            false,
+            Box::new(move || api.call(t, true).map(Some)),
         ));
         out.push(case(
             "box",
-            &bare.labels(Lang::True).0,
+            &bare.labels(t.name()).0,
             Kind::Bare,
-            Box::new(move || bare.bare(Lang::True, 0)),
+            false,
+            Box::new(move || bare.bare(t.name(), 0)),
         ));
     }
     out
@@ -128,24 +145,32 @@ impl Rng {
 }
 
 /// Any failure stops the benchmark: a latency that was not a hello world is no latency.
-fn check(case: &Case, r: Outcome) -> anyhow::Result<()> {
-    match r {
-        Ok(()) => Ok(()),
-        Err(e) => bail!("latency case {:?} failed: {e}", case.label),
-    }
+fn check(case: &Case, r: Outcome) -> Result<Option<Sample>, BenchError> {
+    r.map_err(|error| BenchError::Case {
+        phase: "latency case",
+        case: case.label.clone(),
+        error,
+    })
 }
 
 /// Runs every case once: page cache, runtime store, compile-cache entries for the hit rows.
-pub fn warm_up(cases: &[Case]) -> anyhow::Result<()> {
+pub fn warm_up(cases: &[Case]) -> Result<(), BenchError> {
     for case in cases {
         check(case, (case.run)())?;
     }
     Ok(())
 }
 
-/// `rounds` rounds of every case in a shuffled order; milliseconds per case.
-pub fn latency(cases: &[Case], rounds: usize) -> anyhow::Result<Vec<Vec<f64>>> {
-    let mut times: Vec<Vec<f64>> = cases.iter().map(|_| Vec::with_capacity(rounds)).collect();
+/// One case's measurements: milliseconds end to end, and what the server said.
+#[derive(Default)]
+pub struct Times {
+    pub ms: Vec<f64>,
+    pub samples: Vec<Sample>,
+}
+
+/// `rounds` rounds of every case in a shuffled order.
+pub fn latency(cases: &[Case], rounds: usize) -> Result<Vec<Times>, BenchError> {
+    let mut times: Vec<Times> = cases.iter().map(|_| Times::default()).collect();
     let mut rng = Rng(1);
     let mut order: Vec<usize> = (0..cases.len()).collect();
     for round in 1..=rounds {
@@ -153,8 +178,10 @@ pub fn latency(cases: &[Case], rounds: usize) -> anyhow::Result<Vec<Vec<f64>>> {
         for &i in &order {
             let t = Instant::now();
             let r = (cases[i].run)();
-            times[i].push(t.elapsed().as_secs_f64() * 1000.0);
-            check(&cases[i], r)?;
+            times[i].ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            if let Some(sample) = check(&cases[i], r)? {
+                times[i].samples.push(sample);
+            }
         }
         if round % 5 == 0 || round == rounds {
             log(&format!("  latency round {round}/{rounds}"));
@@ -206,7 +233,9 @@ impl Side {
 }
 
 pub struct Level {
-    pub lang: Lang,
+    pub lang: String,
+    /// The /bin/true box.
+    pub is_box: bool,
     pub concurrency: usize,
     pub runs: usize,
     pub coderun: Side,
@@ -249,12 +278,23 @@ fn batch(
 
 /// For each language and (concurrency, runs): coderun and bare in ABBA blocks (half the
 /// runs each, coderun, bare, bare, coderun). New source per request for compiled languages.
-pub fn throughput(api: &Api, bare: &Bare, levels: &[(usize, usize)], langs: &[Lang]) -> Vec<Level> {
+pub fn throughput(
+    api: &Api,
+    bare: &Bare,
+    levels: &[(usize, usize)],
+    langs: &[&Lang],
+) -> Vec<Level> {
     let mut out = Vec::new();
     for &lang in langs {
         let pooled = AtomicUsize::new(0);
-        let coderun = |_worker: usize| api.call(lang, true, None, Some(&pooled));
-        let bare_run = |worker: usize| bare.bare(lang, worker);
+        let coderun = |_worker: usize| {
+            let sample = api.call(lang, true)?;
+            if sample.pooled == Some(true) {
+                pooled.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Some(sample))
+        };
+        let bare_run = |worker: usize| bare.bare(lang.name(), worker);
         batch(&coderun, 2, 2); // warm-up
         batch(&bare_run, 2, 2);
         for &(concurrency, runs) in levels {
@@ -263,7 +303,8 @@ pub fn throughput(api: &Api, bare: &Bare, levels: &[(usize, usize)], langs: &[La
             pooled.store(0, Ordering::Relaxed);
             let (h1, h2) = (runs / 2, runs - runs / 2);
             let mut level = Level {
-                lang,
+                lang: lang.name().to_string(),
+                is_box: lang.is_box,
                 concurrency,
                 runs,
                 coderun: Side::default(),
@@ -318,7 +359,7 @@ mod tests {
             assert!(worker < 4);
             match calls.fetch_add(1, Ordering::Relaxed) % 3 {
                 0 => Err("HTTP 503 overloaded".to_string()),
-                _ => Ok(()),
+                _ => Ok(None),
             }
         };
         let (_, errors) = batch(&f, 10, 4);
