@@ -2,12 +2,14 @@
 //!
 //! Modules by theme: `python`, `typescript`, `rust_lang` (per-language behaviour), `common_run`
 //! (aliases, timeouts, stdin), `errors` (every API error with its status and code) and
-//! `service` (health, index, languages, 404/405, overload), `openapi` (`/openapi.json`, `/docs`).
+//! `service` (health, index, languages, 404/405, overload), `openapi` (`/openapi.json`, `/docs`),
+//! `docs` (the README's request, response and error tables against the code).
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod common_run;
+mod docs;
 mod errors;
 mod openapi;
 mod production;
