@@ -370,4 +370,10 @@ fn typecheck_is_found_when_installed_under_a_running_server() {
     );
     assert!(text(&body, "error").contains("TS2322"), "{body}");
     assert_eq!(typescript(&s)["typecheck"], true);
+    // The version line names the checker after the self-check it set off.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !text(&typescript(&s), "version").starts_with("TypeScript 7") {
+        assert!(std::time::Instant::now() < deadline, "{}", typescript(&s));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

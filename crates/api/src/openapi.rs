@@ -264,8 +264,14 @@ pub(crate) async fn docs_index() -> Response {
         (status = 504, description = "The request took longer than the server's deadline", body = ErrorBody),
     )
 )]
-pub(crate) async fn docs_asset(Path(file): Path<String>) -> Response {
-    docs_file(&file)
+pub(crate) async fn docs_asset(
+    file: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
+    match file {
+        Ok(Path(file)) => docs_file(&file),
+        // A name that is not UTF-8 names no asset: the usual JSON 404, not axum's text.
+        Err(_) => crate::error::ApiError::not_found().into_response(),
+    }
 }
 
 fn docs_file(path: &str) -> Response {

@@ -257,7 +257,7 @@ pub struct LanguageList {
 /// `GET /health` once a self-check has run: 200 when `healthy`, 503 when `unhealthy`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "status": "healthy", "backend": "linux", "sandbox": {"ok": true, "error": null},
+    "status": "healthy", "backend": "linux-native", "sandbox": {"ok": true, "error": null},
     "checked_at": 1_700_000_000, "running": 0, "queued": 0, "pools": {"python/run": 2},
     "pool_max": {"python/run": 8},
     "languages": [{"name": "python", "display_name": "Python", "aliases": ["py", "python3"],
@@ -266,7 +266,7 @@ pub struct LanguageList {
 }))]
 pub struct HealthReport {
     pub status: HealthStatus,
-    /// Sandbox backend, e.g. `linux`.
+    /// Sandbox backend, e.g. `linux-native`.
     pub backend: String,
     pub sandbox: SandboxCheck,
     /// Unix seconds of the self-check reported.
@@ -302,10 +302,10 @@ pub struct SandboxCheck {
 /// `GET /health` while the server is not ready: `starting` (no self-check has finished yet)
 /// or `draining` (shutting down). Always 503.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({"status": "draining", "backend": "linux", "running": 1, "queued": 0}))]
+#[schema(example = json!({"status": "draining", "backend": "linux-native", "running": 1, "queued": 0}))]
 pub struct HealthNotReady {
     pub status: NotReadyStatus,
-    /// Sandbox backend, e.g. `linux`.
+    /// Sandbox backend, e.g. `linux-native`.
     pub backend: String,
     /// Programs running now.
     pub running: u64,
@@ -348,7 +348,7 @@ pub struct ServiceInfo {
     pub name: String,
     pub version: String,
     pub description: String,
-    /// Sandbox backend, e.g. `linux`.
+    /// Sandbox backend, e.g. `linux-native`.
     pub backend: String,
     /// Canonical language names.
     pub languages: Vec<String>,

@@ -115,3 +115,17 @@ async fn languages_livez_and_index_have_their_documented_shapes() {
         );
     }
 }
+
+/// A `/docs/` asset name that is not UTF-8 gets the usual JSON 404, not axum's plain-text
+/// path rejection.
+#[tokio::test]
+async fn a_docs_asset_name_that_is_not_utf8_gets_a_json_404() {
+    let app = app(
+        &AuthConfig::default(),
+        &RateLimitConfig::default(),
+        &CorsConfig::default(),
+    );
+    let a = get(&app, "/docs/%FF", PEER, &[]).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    assert_eq!(a.body["code"], "not_found", "{}", a.body);
+}

@@ -2,7 +2,8 @@
 //!
 //! It knows nothing of HTTP and makes no system calls of its own: every program (and every
 //! compiler) runs through a [`coderun_sandbox::Backend`]. The only host commands it runs are
-//! the language files' `locate` commands, once at start-up, to find runtimes.
+//! the language files' `locate` commands, at start-up, to find runtimes (an optional runtime
+//! found missing, like the type checker, is looked for again when a request needs it).
 //!
 //! A request reads forward: [`plan`] (check it, work out its limits), admission (a run slot
 //! or a place in the queue), [`compile`] (with the compile cache), the run [`step`], then
@@ -290,6 +291,8 @@ pub struct Engine {
     cache: Option<cache::CompileCache>,
     /// Warm pools by `<language>/<step>`.
     pools: BTreeMap<String, Arc<pool::Pool>>,
+    /// Wakes the self-check loop early.
+    refresh: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -379,6 +382,7 @@ impl Engine {
             counter: AtomicU64::new(0),
             cache,
             pools,
+            refresh: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -596,13 +600,17 @@ impl Engine {
         health
     }
 
-    /// Refreshes the self-check every `self_check_interval_s` until the engine is dropped.
+    /// Refreshes the self-check every `self_check_interval_s` (or at once when a request
+    /// found a runtime the last one missed) until the engine is dropped.
     pub fn spawn_self_check_loop(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
         let every = std::time::Duration::from_secs(self.config.self_check_interval_s.max(1));
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(every).await;
+                let Some(refresh) = weak.upgrade().map(|e| e.refresh.clone()) else {
+                    return;
+                };
+                let _ = tokio::time::timeout(every, refresh.notified()).await;
                 let Some(engine) = weak.upgrade() else { return };
                 engine.self_check().await;
             }
@@ -617,7 +625,11 @@ impl Engine {
             .as_mut()
             .and_then(|h| h.languages.iter_mut().find(|l| l.name == lang.file.name))
         {
-            entry.typecheck = Some(true);
+            if entry.typecheck != Some(true) {
+                entry.typecheck = Some(true);
+                // The version line names the checker: refresh it now, not in a minute.
+                self.refresh.notify_one();
+            }
         }
     }
 

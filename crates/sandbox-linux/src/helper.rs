@@ -8,8 +8,8 @@
 //! 3. supervises: feeds stdin, reads stdout/stderr up to their caps, enforces the wall-clock
 //!    limit and the cgroup CPU-time limit, and kills init (so the whole pid namespace) on any
 //!    limit,
-//! 4. reads peak memory and OOM kills from the cgroup, removes the cgroup and the state dir,
-//! 5. writes a [`Report`] to stdout and exits.
+//! 4. reads peak memory and OOM kills from the cgroup and writes a [`Report`] to stdout,
+//! 5. then, off the request's critical path, removes the cgroup and the state dir and exits.
 //!
 //! Cancellation: the server keeps the helper's stdin open until it has read the report. If
 //! the stdin closes first — the request was dropped (client gone, deadline, shutdown) or the
