@@ -35,9 +35,15 @@ def _set_cmdline(argv):
     title = b" ".join(os.fsencode(a) for a in argv)[: max(0, end - start - 2)] + b"\0"
     if start and end - start >= 2:
         # Our own memory: /proc/self/mem needs no ptrace permission for the process itself.
-        mem = os.open("/proc/self/mem", os.O_WRONLY | os.O_CLOEXEC)
+        # The title is cosmetic: where the kernel refuses, the runner's own command line stays.
+        try:
+            mem = os.open("/proc/self/mem", os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            return
         try:
             os.pwrite(mem, title + b"\0" * (end - start - len(title) - 1) + b".", start)
+        except OSError:
+            pass
         finally:
             os.close(mem)
 
