@@ -23,7 +23,8 @@ Usage (as root, from the repository root, after `cargo build --release`):
 A variant is NAME=BINARY[:LANGUAGES_DIR]; the binary, the languages dir and the `runners` dir
 beside it are copied to a temp dir first, so a rebuild or an edit during the run changes
 nothing. `--pool-size N` measures warm boxes instead: then a request's CPU includes refilling
-the pool with the box it took. Prints a Markdown table to stdout.
+the pool with the box it took. `--perf FILE` records the server's whole tree with perf for
+scripts/perf-box-roles.py (where a box's CPU goes, by process and system call). Prints a Markdown table to stdout.
 """
 
 import argparse
@@ -142,7 +143,7 @@ def machine_busy_ticks():
 
 
 class Server:
-    def __init__(self, name, binary, langdir, work, pool_size=0, extra_config=""):
+    def __init__(self, name, binary, langdir, work, pool_size=0, extra_config="", perf=None):
         self.name = name
         self.pool_size = pool_size
         self.port = free_port()
@@ -167,8 +168,10 @@ class Server:
             )
         self.log = open(os.path.join(d, "server.log"), "w")
         env = {k: v for k, v in os.environ.items() if not k.startswith("CODERUN_")}
+        wrap = ["perf", "record", "-F", "10000", "-e", "cpu-clock", "-g", "-o", perf, "--"] if perf else []
+        self.perf = bool(perf)
         self.proc = subprocess.Popen(
-            [exe, "--config", cfg, "serve", "--languages-dir", langs],
+            wrap + [exe, "--config", cfg, "serve", "--languages-dir", langs],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, cwd=d)
         deadline = time.time() + 60
         while time.time() < deadline:
@@ -227,7 +230,8 @@ class Server:
                 time.sleep(0.05)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
+        # perf record stops (and stops the server) on SIGINT and then writes its file.
+        self.proc.send_signal(signal.SIGINT if self.perf else signal.SIGTERM)
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -304,6 +308,10 @@ def main():
     ap.add_argument("--variant-config", action="append", default=[],
                     help="NAME=FILE: TOML appended to that variant's config (not [server] or "
                          "[engine]), e.g. a [sandbox] section")
+    ap.add_argument("--perf", metavar="FILE",
+                    help="run the (first) server under `perf record -g -o FILE` for "
+                         "scripts/perf-box-roles.py; its CPU column is then meaningless "
+                         "(perf, not the server, is the root of the tree)")
     ap.add_argument("--variant-pool-size", action="append", default=[],
                     help="NAME=N: that variant's pool_size (default: --pool-size)")
     ap.add_argument("--pool-size", type=int, default=0,
@@ -332,7 +340,8 @@ def main():
                 vname, _, n = vp.partition("=")
                 if vname == name:
                     pool = int(n)
-            servers.append(Server(name, binary, langdir, work, pool, extra))
+            perf = a.perf if not servers else None
+            servers.append(Server(name, binary, langdir, work, pool, extra, perf))
         # Warm-up: the runtime store, the compile cache (a Rust hit needs the binary cached).
         for s in servers:
             for case in cases:
