@@ -3,9 +3,10 @@
 //! A bind mount shows its source path in `/proc/self/mountinfo`, so binding
 //! `/root/.pyenv/versions/3.11.7` would tell every program where the host keeps its home. The
 //! store instead materialises each runtime once as a tree of hard links (a copy where links
-//! are impossible) at `<store>/<name>-<key>`, and boxes bind that. The key hashes the source
-//! path, the include/exclude lists and the identity (inode, size, mtime) of each included
-//! entry, so an upgraded runtime or a rebuilt binary gets a fresh entry. Entries are built in a
+//! are impossible) at `<store>/<name>-<key>`, and boxes bind that. An entry holds only what
+//! the language file's `include` patterns name (`*` matches within one path component), less
+//! its `exclude` patterns. The key hashes the source path, the include/exclude lists and the
+//! identity (inode, size, mtime) of each included entry, so an upgraded runtime or a rebuilt binary gets a fresh entry. Entries are built in a
 //! temp dir and renamed into place, so concurrent instances never see half an entry.
 
 use std::collections::hash_map::DefaultHasher;
@@ -137,21 +138,14 @@ impl Store {
         ));
         fs::create_dir(&tmp)?;
         let res = (|| {
-            let includes: Vec<String> = if mount.include.is_empty() {
-                vec![String::new()]
-            } else {
-                mount.include.clone()
-            };
-            for inc in &includes {
-                let src = mount.source.join(inc);
-                if fs::symlink_metadata(&src).is_err() {
-                    continue; // an optional part (e.g. a lib the runtime lacks)
-                }
-                let dst = tmp.join(inc);
+            // A pattern that matches nothing is an optional part (e.g. a lib the runtime
+            // lacks).
+            for inc in included(mount) {
+                let dst = tmp.join(&inc);
                 if let Some(parent) = dst.parent() {
                     fs::create_dir_all(parent)?;
                 }
-                copy_tree(&src, &dst, Path::new(inc), &mount.exclude)?;
+                copy_tree(&mount.source.join(&inc), &dst, &inc, &mount.exclude)?;
             }
             fs::write(tmp.join(".complete"), b"")?;
             match fs::rename(&tmp, dir) {
@@ -171,14 +165,9 @@ impl Store {
 fn entry_name(mount: &RuntimeMount) -> io::Result<String> {
     let mut h = DefaultHasher::new();
     mount.hash(&mut h);
-    let includes: Vec<String> = if mount.include.is_empty() {
-        vec![String::new()]
-    } else {
-        mount.include.clone()
-    };
-    for inc in &includes {
-        if let Ok(m) = fs::symlink_metadata(mount.source.join(inc)) {
-            (m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h);
+    for inc in included(mount) {
+        if let Ok(m) = fs::symlink_metadata(mount.source.join(&inc)) {
+            (&inc, m.ino(), m.size(), m.mtime(), m.mtime_nsec()).hash(&mut h);
         }
     }
     let name: String = mount
@@ -190,6 +179,47 @@ fn entry_name(mount: &RuntimeMount) -> io::Result<String> {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     Ok(format!("{name}-{:016x}", h.finish()))
+}
+
+/// The paths (relative to the runtime's source) the mount's `include` patterns name, sorted:
+/// each pattern component may hold `*` (`bin/python3*`), matched against the directory's
+/// entries; a pattern that matches nothing adds nothing. No include at all is the whole
+/// directory (the empty path).
+fn included(mount: &RuntimeMount) -> Vec<PathBuf> {
+    if mount.include.is_empty() {
+        return vec![PathBuf::new()];
+    }
+    let mut out = Vec::new();
+    for pattern in &mount.include {
+        let mut found = vec![PathBuf::new()];
+        for comp in pattern.split('/').filter(|c| !c.is_empty()) {
+            let mut next = Vec::new();
+            for rel in &found {
+                if comp.contains('*') {
+                    let Ok(entries) = fs::read_dir(mount.source.join(rel)) else {
+                        continue;
+                    };
+                    for e in entries.flatten() {
+                        let name = e.file_name();
+                        if glob(comp.as_bytes(), name.as_encoded_bytes()) {
+                            next.push(rel.join(name));
+                        }
+                    }
+                } else {
+                    next.push(rel.join(comp));
+                }
+            }
+            found = next;
+        }
+        out.extend(
+            found
+                .into_iter()
+                .filter(|rel| fs::symlink_metadata(mount.source.join(rel)).is_ok()),
+        );
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn copy_tree(src: &Path, dst: &Path, rel: &Path, exclude: &[String]) -> io::Result<()> {
@@ -304,6 +334,79 @@ mod tests {
         .unwrap();
         let fresh = Store::new(store_dir.path().to_path_buf()).unwrap();
         assert_ne!(fresh.materialize(&mount).unwrap(), dir);
+    }
+
+    #[test]
+    fn include_patterns_take_only_what_they_name() {
+        // A pyenv-like install: the interpreter and its standard library, next to the host's
+        // third-party packages (site-packages, their scripts in bin/) that a box must not see.
+        let src = tempfile::tempdir().unwrap();
+        let store_dir = tempfile::tempdir().unwrap();
+        let s = src.path();
+        for dir in [
+            "bin",
+            "lib/pkgconfig",
+            "lib/python3.11/site-packages/certifi",
+        ] {
+            fs::create_dir_all(s.join(dir)).unwrap();
+        }
+        for file in [
+            "bin/python3.11",
+            "bin/pip",
+            "lib/libpython3.11.so.1.0",
+            "lib/pkgconfig/python3.pc",
+            "lib/python3.11/os.py",
+            "lib/python3.11/site-packages/certifi/__init__.py",
+            "lib/python3.11/site-packages/egress.pth",
+        ] {
+            fs::write(s.join(file), file).unwrap();
+        }
+        std::os::unix::fs::symlink("python3.11", s.join("bin/python3")).unwrap();
+        let mount = RuntimeMount {
+            source: s.to_path_buf(),
+            target: "/opt/coderun/python".into(),
+            include: vec![
+                "bin/python3*".into(),
+                "lib/libpython3*".into(),
+                "lib/python3.*".into(),
+                "include/*".into(), // matches nothing: skipped
+            ],
+            exclude: vec!["lib/python3.*/site-packages".into()],
+        };
+        let dir = Store::new(store_dir.path().to_path_buf())
+            .unwrap()
+            .materialize(&mount)
+            .unwrap();
+        let mut all: Vec<String> = Vec::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            for e in fs::read_dir(dir.join(&rel)).unwrap() {
+                let e = e.unwrap();
+                let rel = rel.join(e.file_name());
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(rel.clone());
+                }
+                all.push(rel.to_string_lossy().into_owned());
+            }
+        }
+        all.sort();
+        assert_eq!(
+            all,
+            [
+                ".complete",
+                "bin",
+                "bin/python3",
+                "bin/python3.11",
+                "lib",
+                "lib/libpython3.11.so.1.0",
+                "lib/python3.11",
+                "lib/python3.11/os.py",
+            ]
+        );
+        assert_eq!(
+            fs::read_link(dir.join("bin/python3")).unwrap(),
+            Path::new("python3.11")
+        );
     }
 
     #[test]
