@@ -245,3 +245,60 @@ fn requests_with_other_box_limits_run_fresh() {
     let r = s.run(json!({"language": "python", "code": "print(1)", "timeout": 2}));
     assert_eq!(r["pooled"], true, "wall time is set at hand-off: {r}");
 }
+
+/// Operators' view: a warm Python box waiting for its program shows a short command line in
+/// `ps` (the runner's own), not its argv room; and a program's command line longer than the
+/// room runs fresh, so its `/proc/self/cmdline` is whole.
+#[test]
+fn warm_boxes_are_readable_in_ps_and_long_command_lines_run_fresh() {
+    let s = Server::start_with("[engine]\npool_size = 2\ncompile_cache_mb = 0\n", &[]);
+    wait_pools_full(&s, 2);
+    // The warm runtimes are this server's descendants (helper -> init -> runtime).
+    let mut warm = Vec::new();
+    let mut parents = vec![s.pid];
+    while let Some(parent) = parents.pop() {
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(parent) {
+                parents.push(pid);
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                if String::from_utf8_lossy(&cmdline).contains("runner/python.py") {
+                    warm.push(cmdline);
+                }
+            }
+        }
+    }
+    assert_eq!(warm.len(), 2, "two warm Python runtimes");
+    for cmdline in warm {
+        let text = String::from_utf8_lossy(&cmdline);
+        assert!(cmdline.len() < 200, "{} bytes: {text:?}", cmdline.len());
+        assert!(
+            text.trim_end_matches('\0').ends_with("runner/python.py"),
+            "{text:?}"
+        );
+    }
+
+    let long = "x".repeat(3000);
+    let r = s.run(json!({"language": "python", "args": [long, long],
+        "code": "print(len(open('/proc/self/cmdline', 'rb').read()))"}));
+    assert_eq!(r["pooled"], false, "{r}");
+    let shown: usize = r["stdout"]
+        .as_str()
+        .unwrap_or("")
+        .trim()
+        .parse()
+        .expect("a length");
+    assert!(shown > 6000, "cmdline cut short: {shown}");
+    let short = s.run(json!({"language": "python", "args": ["a"], "code": "print(1)"}));
+    assert_eq!(short["pooled"], true, "{short}");
+}
