@@ -45,7 +45,7 @@ summary=$(awk -v cargo_status="$cargo_status" '
         bin = line
         sub(/.*\(/, "", bin); sub(/\)$/, "", bin); sub(/.*\//, "", bin); sub(/-[0-9a-f]+$/, "", bin)
         src = line
-        sub(/ \(.*$/, "", src)
+        sub(/ \(.*$/, "", src); sub(/^(\.\.\/)+/, "", src)
         name = bin " (" src ")"
         done = 0
         next
