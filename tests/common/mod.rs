@@ -287,6 +287,37 @@ pub fn processes_containing(needle: &str) -> Vec<u32> {
     found
 }
 
+/// Pids of the live children of `parent` (by the ppid in /proc/<pid>/stat).
+pub fn children_of(parent: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The ppid is the second field after the command name's closing parenthesis.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Pids of every live descendant of `root`.
+pub fn descendants_of(root: u32) -> Vec<u32> {
+    let mut found = children_of(root);
+    let mut next = 0;
+    while next < found.len() {
+        let more = children_of(found[next]);
+        found.extend(more);
+        next += 1;
+    }
+    found
+}
+
 /// Processes whose executable lies inside a coderun box: their /proc/<pid>/root is not the
 /// host's root. Lists (pid, comm) of every such process that belongs to a user in the box
 /// uid range.

@@ -34,19 +34,10 @@ fn box_cgroups(id: &str) -> Vec<PathBuf> {
 
 /// The box helpers of a server: its children whose command line is `coderun __box`.
 fn helpers_of(server_pid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    children_of(server_pid)
+        .into_iter()
         .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-            ppid == Some(server_pid)
-                && std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default()
-                    == b"coderun\0__box\0"
+            std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() == b"coderun\0__box\0"
         })
         .collect()
 }

@@ -255,32 +255,12 @@ fn warm_boxes_are_readable_in_ps_and_long_command_lines_run_fresh() {
     wait_pools_full(&s, 2);
     // The warm runtimes are this server's descendants (helper -> init -> runtime). A runner
     // writes its short line as its first act, a moment after the box reports ready.
-    let warm_cmdlines = || {
-        let mut warm = Vec::new();
-        let mut parents = vec![s.pid];
-        while let Some(parent) = parents.pop() {
-            for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-                let Some(pid) = entry
-                    .file_name()
-                    .to_str()
-                    .and_then(|p| p.parse::<u32>().ok())
-                else {
-                    continue;
-                };
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                let ppid = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-                if ppid == Some(parent) {
-                    parents.push(pid);
-                    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                    if String::from_utf8_lossy(&cmdline).contains("runner/python.py") {
-                        warm.push(cmdline);
-                    }
-                }
-            }
-        }
-        warm
+    let warm_cmdlines = || -> Vec<Vec<u8>> {
+        descendants_of(s.pid)
+            .into_iter()
+            .map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default())
+            .filter(|c| String::from_utf8_lossy(c).contains("runner/python.py"))
+            .collect()
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
