@@ -344,32 +344,33 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthBody>)
         not_ready(NotReadyStatus::Draining)
     } else {
         match engine.health() {
-            Some(h) => HealthBody::Report(HealthReport {
-                status: if h.healthy {
-                    HealthStatus::Healthy
-                } else {
-                    HealthStatus::Unhealthy
-                },
-                backend: h.backend,
-                sandbox: SandboxCheck {
-                    ok: h.sandbox_ok,
-                    error: h.sandbox_error,
-                },
-                checked_at: h.checked_at,
-                running: engine.running() as u64,
-                queued: engine.queued() as u64,
-                pools: engine
-                    .pool_sizes()
-                    .into_iter()
-                    .map(|(k, v)| (k, v as u64))
-                    .collect(),
-                pool_max: engine
-                    .pools()
-                    .into_iter()
-                    .map(|(k, p)| (k, p.max as u64))
-                    .collect(),
-                languages: h.languages.into_iter().map(Into::into).collect(),
-            }),
+            Some(h) => {
+                let pools = engine.pools();
+                HealthBody::Report(HealthReport {
+                    status: if h.healthy {
+                        HealthStatus::Healthy
+                    } else {
+                        HealthStatus::Unhealthy
+                    },
+                    backend: h.backend,
+                    sandbox: SandboxCheck {
+                        ok: h.sandbox_ok,
+                        error: h.sandbox_error,
+                    },
+                    checked_at: h.checked_at,
+                    running: engine.running() as u64,
+                    queued: engine.queued() as u64,
+                    pools: pools
+                        .iter()
+                        .map(|(k, p)| (k.clone(), p.ready as u64))
+                        .collect(),
+                    pool_max: pools
+                        .iter()
+                        .map(|(k, p)| (k.clone(), p.max as u64))
+                        .collect(),
+                    languages: h.languages.into_iter().map(Into::into).collect(),
+                })
+            }
             None => not_ready(NotReadyStatus::Starting),
         }
     };

@@ -154,10 +154,10 @@ impl Metrics {
     pub fn render(&self, engine: &Engine) -> String {
         self.active_runs.set(engine.running() as i64);
         self.queue_depth.set(engine.queued() as i64);
-        for (pool, ready) in engine.pool_sizes() {
+        for (pool, status) in engine.pools() {
             self.pool_ready
                 .with_label_values(&[&pool])
-                .set(ready as i64);
+                .set(status.ready as i64);
         }
         let mut out = Vec::new();
         if TextEncoder::new()

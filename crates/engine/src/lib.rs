@@ -418,14 +418,6 @@ impl Engine {
         self.pools.get(&format!("{language}/{step}")).cloned()
     }
 
-    /// Ready boxes per pool (`python/run` → 2).
-    pub fn pool_sizes(&self) -> BTreeMap<String, usize> {
-        self.pools
-            .iter()
-            .map(|(k, p)| (k.clone(), p.ready_count()))
-            .collect()
-    }
-
     /// Every pool with its ready boxes and its bounds.
     pub fn pools(&self) -> BTreeMap<String, PoolStatus> {
         self.pools
