@@ -406,12 +406,16 @@ impl Drop for HelperProcess {
         let stderr = self.stderr.take();
         runtime.spawn(async move {
             let mut err = Vec::new();
-            if let Some(mut stderr) = stderr {
-                let _ = stderr.read_to_end(&mut err).await;
-            }
             // A helper whose stdin closed kills and removes its box at once; one that does
-            // not exit within 10 s is stuck and is killed (init dies with it).
-            let status = match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
+            // not exit within 10 s is stuck and is killed (init dies with it). Reading what
+            // it printed is inside the bound too: a stuck helper never closes its stderr.
+            let exited = async {
+                if let Some(mut stderr) = stderr {
+                    let _ = stderr.read_to_end(&mut err).await;
+                }
+                child.wait().await
+            };
+            let status = match tokio::time::timeout(Duration::from_secs(10), exited).await {
                 Ok(status) => status.ok(),
                 Err(_) => {
                     tracing::warn!(pid = ?child.id(), "box helper did not exit: killing it");
