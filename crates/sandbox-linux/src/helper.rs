@@ -633,6 +633,14 @@ fn supervise(
 
     loop {
         let now = sys::monotonic_us();
+        // Before the check for the end: init's first line ("started") may arrive in the same
+        // round as the end of everything (a program killed at once by a limit), and a run
+        // that started must not be reported as one that never did.
+        if started_at.is_none() && report.buf.contains(&b'\n') {
+            started_at = Some(now);
+            // CPU time counts from the exec: init's set-up is not the program's.
+            cpu_baseline_ns = cgroup.cpu_usage_ns().unwrap_or(0);
+        }
         // Done when the program's output is closed and init has either exited or reported
         // it finished: init's own exit (unmounting the box's root) is not waited for here.
         if out.fd.is_none()
@@ -646,11 +654,6 @@ fn supervise(
             if now > t + 2_000_000 {
                 break;
             }
-        }
-        if started_at.is_none() && report.buf.contains(&b'\n') {
-            started_at = Some(now);
-            // CPU time counts from the exec: init's set-up is not the program's.
-            cpu_baseline_ns = cgroup.cpu_usage_ns().unwrap_or(0);
         }
         match started_at {
             None if now > setup_deadline && init_alive => {
