@@ -142,10 +142,31 @@ impl Server {
             .expect("POST");
         let status = resp.status().as_u16();
         let text = resp.text().expect("body");
+        if status >= 500 {
+            self.print_error_logs(path, status);
+        }
         (
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// A 5xx body names no host details (by design): the server's log says why. Prints its
+    /// warnings and errors, so a failure in CI shows its cause.
+    pub fn print_error_logs(&self, path: &str, status: u16) {
+        let logs = self.logs.lock().unwrap_or_else(|p| p.into_inner());
+        let lines: Vec<&String> = logs
+            .iter()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        let tail = &lines[lines.len().saturating_sub(20)..];
+        eprintln!(
+            "[server {}] {path} answered {status}; its last warnings and errors:",
+            self.pid
+        );
+        for line in tail {
+            eprintln!("[server {}] {line}", self.pid);
+        }
     }
 
     pub fn get(&self, path: &str) -> (u16, Value) {
